@@ -1,0 +1,1 @@
+"""Tiny WSGI apps served by real servers in tests."""

@@ -1,0 +1,574 @@
+"""The protected route's WSGI application: auth, throttling, JSON API, downloads, reset, headers.
+
+Every request goes through werkzeug's LintMiddleware, and its warnings fail the test.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from typing import Any
+
+import pytest
+from werkzeug.middleware.lint import LintMiddleware
+from werkzeug.test import Client, TestResponse
+from wsgiprof.auth import LoginThrottle
+from wsgiprof.config import Config
+from wsgiprof.dashboard import Dashboard
+from wsgiprof.dashboard.api import CONTENT_SECURITY_POLICY
+from wsgiprof.export import FORMATS, get_exporter
+from wsgiprof.model import EndpointProfile, Frame, Weight
+from wsgiprof.stores.base import ProcessInfo, Snapshot
+from wsgiprof.summary import build_summary
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+TOKEN = "s3cret-token-0123"
+PREFIX = "/_wsgiprof"
+EVIL = "GET /<img src=x onerror=alert(1)>"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+MAIN = Frame("views.report", "/srv/app/views.py", 10)
+RENDER = Frame("render_rows", "/srv/app/report.py", 40)
+SLEEP = Frame("sleep", "<built-in>", 0, off_cpu=True)
+EVIL_FRAME = Frame("<script>alert(2)</script>", '/srv/"app"/x.py', 3)
+
+
+def _snapshot() -> Snapshot:
+    report = EndpointProfile("GET /report", requests=10, sampled=2, cpu=0.3, wall=0.5)
+    report.stacks = {
+        (MAIN, RENDER): Weight(samples=20, wall=0.2, cpu=0.2),
+        (MAIN,): Weight(samples=10, wall=0.1, cpu=0.1),
+        (MAIN, SLEEP): Weight(samples=20, wall=0.2, cpu=0.0),
+    }
+    report.latency.add(0.25)
+    evil = EndpointProfile(EVIL, requests=1, sampled=1, cpu=0.1, wall=0.1)
+    evil.stacks = {(EVIL_FRAME,): Weight(samples=10, wall=0.1, cpu=0.1)}
+    return Snapshot(
+        window_start=1764230400.0,
+        window_end=1764230460.0,
+        endpoints={p.name: p for p in (report, evil)},
+        processes=[
+            ProcessInfo(
+                pid=42, host="<b>host</b>", cpu_percent=50.0, rss_bytes=1, last_seen=1764230459.0
+            )
+        ],
+    )
+
+
+class FakeStore:
+    """Serves a fixed snapshot and counts calls."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.reads = 0
+        self.resets = 0
+
+    def read(self) -> Snapshot:
+        self.reads += 1
+        return copy.deepcopy(self.snapshot)
+
+    def reset(self) -> float:
+        self.resets += 1
+        return 1764230999.5
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore(_snapshot())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def dashboard(store: FakeStore, clock: FakeClock) -> Dashboard:
+    config = Config(enabled=True, token=TOKEN, path=PREFIX, sample_rate=0.05)
+    return Dashboard(
+        config,
+        read=store.read,
+        reset=store.reset,
+        engine="pyinstrument",
+        throttle=LoginThrottle(clock=clock),
+    )
+
+
+@pytest.fixture
+def client(dashboard: Dashboard) -> Client:
+    return Client(LintMiddleware(dashboard))
+
+
+def call(
+    client: Client,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    addr: str = "10.0.0.1",
+    **kwargs: Any,
+) -> TestResponse:
+    return client.open(
+        PREFIX + path,
+        method=method,
+        headers=headers or {},
+        environ_base={"REMOTE_ADDR": addr},
+        buffered=True,
+        **kwargs,
+    )
+
+
+def basic(password: str, user: str = "anyone") -> dict[str, str]:
+    raw = f"{user}:{password}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+def error_of(response: TestResponse) -> str:
+    assert response.mimetype == "application/json"
+    data = response.get_json()
+    assert isinstance(data, dict)
+    assert set(data) == {"error"}
+    message = data["error"]
+    assert isinstance(message, str)
+    return message
+
+
+def endpoint_id(name: str) -> str:
+    return _snapshot().endpoints[name].id
+
+
+# Auth
+
+
+def test_missing_credentials(client: Client) -> None:
+    response = call(client, "/api/summary")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="wsgiprof", charset="UTF-8"'
+    assert "Authorization" in error_of(response)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer wrong-token-0123"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        basic("wrong-token-0123"),
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": f"Token {TOKEN}"},
+    ],
+)
+def test_wrong_credentials(client: Client, store: FakeStore, headers: dict[str, str]) -> None:
+    response = call(client, "/api/summary", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Basic realm="wsgiprof"')
+    assert error_of(response)
+    assert store.reads == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [BEARER, basic(TOKEN), basic(TOKEN, user=""), basic(TOKEN, user="zoë")],
+    ids=["bearer", "basic", "basic-empty-user", "basic-utf8-user"],
+)
+def test_valid_credentials(client: Client, headers: dict[str, str]) -> None:
+    response = call(client, "/api/summary", headers=headers)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("name", ["token", "access_token", "Access-Token", "api_key", "auth"])
+def test_token_in_query_string_is_refused(client: Client, store: FakeStore, name: str) -> None:
+    response = call(client, "/api/summary", headers=BEARER, query_string={name: TOKEN})
+    assert response.status_code == 400
+    assert "Authorization header" in error_of(response)
+    assert store.reads == 0
+
+
+def test_throttle_after_five_failures(client: Client, clock: FakeClock) -> None:
+    wrong = {"Authorization": "Bearer wrong-token-0123"}
+    for _ in range(5):
+        assert call(client, "/api/summary", headers=wrong).status_code == 401
+    blocked = call(client, "/api/summary", headers=BEARER)
+    assert blocked.status_code == 429
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 60
+    assert "too many" in error_of(blocked)
+    assert call(client, "/api/summary", headers=BEARER, addr="10.0.0.2").status_code == 200
+    clock.now += 61
+    assert call(client, "/api/summary", headers=BEARER).status_code == 200
+
+
+def test_throttle_window_slides(client: Client, clock: FakeClock) -> None:
+    wrong = basic("wrong-token-0123")
+    for _ in range(5):
+        assert call(client, "/api/summary", headers=wrong).status_code == 401
+        clock.now += 10
+    blocked = call(client, "/api/summary", headers=BEARER)
+    assert blocked.status_code == 429
+    assert blocked.headers["Retry-After"] == "10"
+    clock.now += 11
+    assert call(client, "/api/summary", headers=BEARER).status_code == 200
+    assert call(client, "/api/summary", headers=wrong).status_code == 401
+    assert call(client, "/api/summary", headers=BEARER).status_code == 429
+
+
+def test_successes_and_missing_credentials_do_not_count(client: Client) -> None:
+    for _ in range(20):
+        assert call(client, "/api/summary", headers=BEARER).status_code == 200
+        assert call(client, "/api/summary").status_code == 401
+    wrong = {"Authorization": "Bearer wrong-token-0123"}
+    for _ in range(4):
+        assert call(client, "/api/summary", headers=wrong).status_code == 401
+    assert call(client, "/api/summary", headers=BEARER).status_code == 200
+
+
+def test_throttle_memory_is_bounded() -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(max_failures=2, window=60.0, max_clients=3, clock=clock)
+    for n in range(10):
+        throttle.failure(f"10.0.0.{n}")
+        throttle.failure(f"10.0.0.{n}")
+    assert throttle.retry_after("10.0.0.9") == 60.0
+    assert throttle.retry_after("10.0.0.0") is None
+    assert len(throttle._failures) == 3
+
+
+# Summary
+
+
+def test_summary_reads_once(client: Client, store: FakeStore) -> None:
+    response = call(client, "/api/summary", headers=BEARER)
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert store.reads == 1
+    expected = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05)
+    assert response.get_json() == json.loads(json.dumps(expected))
+
+
+def test_head_is_get_without_body(client: Client) -> None:
+    get = call(client, "/api/summary", headers=BEARER)
+    head = call(client, "/api/summary", method="HEAD", headers=BEARER)
+    assert head.status_code == 200
+    assert head.data == b""
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+
+
+# Downloads
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("weight", ["cpu", "wall"])
+@pytest.mark.parametrize("one", [True, False], ids=["one", "all"])
+def test_downloads(client: Client, fmt: str, weight: str, one: bool) -> None:
+    ident = endpoint_id("GET /report")
+    path = f"/api/endpoints/{ident}/profile.{fmt}" if one else f"/api/profile.{fmt}"
+    response = call(client, path, headers=BEARER, query_string={"weight": weight})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == get_exporter(fmt).media_type
+    assert response.data
+    slug = "get-report" if one else "all-endpoints"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{slug}.{fmt}"'
+
+
+def test_download_default_weight_is_cpu(client: Client) -> None:
+    ident = endpoint_id("GET /report")
+    default = call(client, f"/api/endpoints/{ident}/profile.folded", headers=BEARER)
+    cpu = call(client, f"/api/endpoints/{ident}/profile.folded?weight=cpu", headers=BEARER)
+    wall = call(client, f"/api/endpoints/{ident}/profile.folded?weight=wall", headers=BEARER)
+    assert default.data == cpu.data
+    assert wall.data != cpu.data
+    assert b"sleep" in wall.data
+    assert b"sleep" not in cpu.data
+
+
+def test_download_of_weird_name_has_safe_filename(client: Client) -> None:
+    response = call(client, f"/api/endpoints/{endpoint_id(EVIL)}/profile.prof", headers=BEARER)
+    assert response.status_code == 200
+    disposition = response.headers["Content-Disposition"]
+    assert re.fullmatch(r'attachment; filename="[a-z0-9-]+\.prof"', disposition)
+
+
+@pytest.mark.parametrize("weight", ["bogus", "CPU", ""])
+def test_bad_weight(client: Client, weight: str) -> None:
+    response = call(client, "/api/profile.folded", headers=BEARER, query_string={"weight": weight})
+    assert response.status_code == 400
+    assert "cpu" in error_of(response)
+
+
+def test_repeated_weight(client: Client) -> None:
+    response = call(client, "/api/profile.folded?weight=cpu&weight=wall", headers=BEARER)
+    assert response.status_code == 400
+
+
+def test_unknown_endpoint(client: Client) -> None:
+    response = call(client, "/api/endpoints/ffffffffffff/profile.folded", headers=BEARER)
+    assert response.status_code == 404
+    assert "ffffffffffff" in error_of(response)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/profile.svg", f"/api/endpoints/{'0' * 12}/profile.txt", "/api/profile.pb"]
+)
+def test_unknown_format_lists_formats(client: Client, store: FakeStore, path: str) -> None:
+    response = call(client, path, headers=BEARER)
+    assert response.status_code == 400
+    message = error_of(response)
+    for fmt in FORMATS:
+        assert fmt in message
+    assert store.reads == 0
+
+
+# Routing and methods
+
+
+@pytest.mark.parametrize("path", ["/nope", "/api", "/api/summary/", "/endpoints/", "//api/summary"])
+def test_unknown_path(client: Client, path: str) -> None:
+    response = call(client, path, headers=BEARER)
+    assert response.status_code == 404
+    assert error_of(response)
+
+
+def test_unknown_path_needs_auth_first(client: Client) -> None:
+    assert call(client, "/nope").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/api/summary", "GET, HEAD"),
+        ("DELETE", "/", "GET, HEAD"),
+        ("PUT", "/api/profile.folded", "GET, HEAD"),
+        ("GET", "/api/reset", "POST"),
+    ],
+)
+def test_wrong_method(client: Client, method: str, path: str, allow: str) -> None:
+    response = call(client, path, method=method, headers=BEARER)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+    assert error_of(response)
+
+
+def test_prefix_without_slash_redirects(client: Client) -> None:
+    response = call(client, "", headers=BEARER)
+    assert response.status_code == 308
+    assert response.headers["Location"] == f"http://localhost{PREFIX}/"
+
+
+def test_handles(dashboard: Dashboard) -> None:
+    assert dashboard.handles(PREFIX)
+    assert dashboard.handles(PREFIX + "/")
+    assert dashboard.handles(PREFIX + "/api/summary")
+    assert not dashboard.handles(PREFIX + "x")
+    assert not dashboard.handles("/")
+    assert not dashboard.handles("/other" + PREFIX)
+
+
+def test_no_token_no_route(store: FakeStore) -> None:
+    config = Config(enabled=True, token=None, path=PREFIX)
+    dashboard = Dashboard(config, read=store.read, reset=store.reset, engine="pyinstrument")
+    assert not dashboard.handles(PREFIX + "/")
+    response = call(Client(LintMiddleware(dashboard)), "/api/summary", headers=BEARER)
+    assert response.status_code == 404
+    assert store.reads == 0
+
+
+# Reset
+
+
+def test_reset_with_bearer(client: Client, store: FakeStore) -> None:
+    response = call(client, "/api/reset", method="POST", headers=BEARER)
+    assert response.status_code == 200
+    assert response.get_json() == {"window": {"start": 1764230999.5}}
+    assert store.resets == 1
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://localhost.evil.example"},
+        {"Origin": "https://localhost"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"},
+    ],
+    ids=[
+        "no-origin",
+        "cross-site",
+        "suffix-host",
+        "other-scheme",
+        "null",
+        "fetch-cross",
+        "fetch-same-site",
+        "fetch-cross-origin-ok",
+    ],
+)
+def test_reset_with_basic_needs_same_origin(
+    client: Client, store: FakeStore, extra: dict[str, str]
+) -> None:
+    response = call(client, "/api/reset", method="POST", headers={**basic(TOKEN), **extra})
+    assert response.status_code == 403
+    assert "same" in error_of(response)
+    assert store.resets == 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"Origin": "http://localhost"},
+        {"Origin": "http://LOCALHOST:80"},
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"},
+    ],
+)
+def test_reset_with_basic_and_same_origin(
+    client: Client, store: FakeStore, extra: dict[str, str]
+) -> None:
+    response = call(client, "/api/reset", method="POST", headers={**basic(TOKEN), **extra})
+    assert response.status_code == 200
+    assert store.resets == 1
+
+
+def test_reset_same_origin_on_custom_port(client: Client, store: FakeStore) -> None:
+    response = client.open(
+        PREFIX + "/api/reset",
+        method="POST",
+        base_url="https://staging.example:8443",
+        headers={**basic(TOKEN), "Origin": "https://staging.example:8443"},
+        buffered=True,
+    )
+    assert response.status_code == 200
+    assert store.resets == 1
+
+
+# Headers on every response
+
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("GET", "/api/summary", BEARER, 200),
+        ("HEAD", "/api/summary", BEARER, 200),
+        ("GET", "/", BEARER, 200),
+        ("GET", "/api/profile.prof", BEARER, 200),
+        ("GET", "/api/summary", {}, 401),
+        ("GET", "/api/summary?token=x", {}, 400),
+        ("GET", "/api/profile.svg", BEARER, 400),
+        ("GET", "/nope", BEARER, 404),
+        ("GET", "/api/reset", BEARER, 405),
+        ("POST", "/api/reset", basic(TOKEN), 403),
+        ("POST", "/api/reset", BEARER, 200),
+        ("GET", "", BEARER, 308),
+    ],
+)
+def test_security_headers_everywhere(
+    client: Client, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = call(client, path, method=method, headers=headers)
+    assert response.status_code == status
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+
+
+def test_security_headers_on_429(client: Client) -> None:
+    for _ in range(6):
+        response = call(client, "/", headers=basic("nope-nope-nope"))
+    assert response.status_code == 429
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+
+
+def test_csp_forbids_inline_script() -> None:
+    directives = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
+    assert directives["script-src"] == "'self'"
+    assert directives["default-src"] == "'none'"
+    assert directives["frame-ancestors"] == "'none'"
+
+
+# Basic HTML view
+
+
+def _assert_safe_html(page: str) -> None:
+    for raw in ("<img", "<script", "<b>", "<style", " style="):
+        assert raw not in page
+    assert page.count("onerror") == page.count("&lt;img src=x onerror=alert(1)&gt;")
+
+
+def test_index_page(client: Client, store: FakeStore) -> None:
+    response = call(client, "/", headers=basic(TOKEN))
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert store.reads == 1
+    page = response.get_data(as_text=True)
+    assert page.startswith("<!DOCTYPE html>")
+    assert "basic view" in page
+    assert "GET /&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&lt;b&gt;host&lt;/b&gt;" in page
+    ident = endpoint_id("GET /report")
+    assert f'href="{PREFIX}/endpoints/{ident}"' in page
+    for fmt in FORMATS:
+        assert f'href="{PREFIX}/api/endpoints/{ident}/profile.{fmt}?weight=cpu"' in page
+        assert f'href="{PREFIX}/api/profile.{fmt}?weight=wall"' in page
+    _assert_safe_html(page)
+
+
+def test_endpoint_page(client: Client) -> None:
+    ident = endpoint_id(EVIL)
+    response = call(client, f"/endpoints/{ident}", headers=BEARER)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "<h1>GET /&lt;img src=x onerror=alert(1)&gt;</h1>" in page
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page
+    assert "&quot;app&quot;" in page
+    for fmt in FORMATS:
+        assert f'href="{PREFIX}/api/endpoints/{ident}/profile.{fmt}?weight=wall"' in page
+    _assert_safe_html(page)
+
+
+def test_endpoint_page_unknown(client: Client) -> None:
+    response = call(client, "/endpoints/000000000000", headers=BEARER)
+    assert response.status_code == 404
+    assert error_of(response)
+
+
+def test_index_page_empty(store: FakeStore, client: Client) -> None:
+    store.snapshot = Snapshot(window_start=0.0, window_end=1.0)
+    response = call(client, "/", headers=BEARER)
+    assert response.status_code == 200
+    assert "No requests recorded" in response.get_data(as_text=True)
+
+
+def test_links_honour_script_name(dashboard: Dashboard) -> None:
+    client = Client(LintMiddleware(dashboard))
+    response = client.get(
+        PREFIX + "/", base_url="http://localhost/app", headers=BEARER, buffered=True
+    )
+    assert response.status_code == 200
+    assert f'href="/app{PREFIX}/endpoints/' in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_download_all_of_empty_window(client: Client, store: FakeStore, fmt: str) -> None:
+    store.snapshot = Snapshot(window_start=0.0, window_end=1.0)
+    response = call(client, f"/api/profile.{fmt}", headers=BEARER)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == get_exporter(fmt).media_type

@@ -1,0 +1,424 @@
+"""The middleware: pass-through when off, sampling, streaming, closing, errors, its own route,
+and per-endpoint CPU profiles from a real threaded server."""
+
+from __future__ import annotations
+
+import cProfile
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from flask import Flask
+from werkzeug.middleware.lint import LintMiddleware
+from werkzeug.test import Client, EnvironBuilder
+
+from tests.servers import ThreadedServer, load
+from wsgiprof import Config, ConfigError, ProfilerMiddleware
+from wsgiprof.model import EndpointProfile, Stack, Weight
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+TOKEN = "test-token-123"
+ALWAYS = Config(enabled=True, sample_rate=1.0, token=TOKEN, store="memory")
+NEVER = ALWAYS.replace(sample_rate=0.0)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def hello_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello ", environ["PATH_INFO"].encode("latin-1")]
+
+
+class Body:
+    """A response body that records whether it was closed."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = chunks
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def endpoints(middleware: ProfilerMiddleware) -> dict[str, EndpointProfile]:
+    return middleware.read().endpoints
+
+
+def functions(profile: EndpointProfile) -> set[str]:
+    return {frame.function for stack in profile.stacks for frame in stack}
+
+
+def cpu_of(stacks: dict[Stack, Weight], name: str) -> float:
+    return sum(w.cpu for s, w in stacks.items() if any(f.function == name for f in s))
+
+
+def run(app: WSGIApplication, environ: WSGIEnvironment) -> tuple[str, list[bytes]]:
+    status: list[str] = []
+
+    def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        status.append(line)
+        return lambda data: None
+
+    body = app(environ, start_response)
+    try:
+        chunks = list(body)
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return status[0], chunks
+
+
+# -- disabled and unsampled ------------------------------------------------------------------
+
+
+def test_disabled_returns_the_applications_own_response_object() -> None:
+    body = Body([b"x"])
+    middleware = ProfilerMiddleware(lambda e, s: body, config=Config(enabled=False))
+    environ = EnvironBuilder("/").get_environ()
+    assert middleware(environ, lambda s, h, e=None: lambda d: None) is body
+    assert not hasattr(middleware, "_engine")
+    assert not any(key.startswith("wsgiprof.") for key in environ)
+
+
+def test_disabled_does_not_serve_the_route() -> None:
+    middleware = ProfilerMiddleware(hello_app, config=Config(enabled=False, token=TOKEN))
+    response = Client(middleware).get("/_wsgiprof/api/summary", headers=AUTH)
+    assert response.get_data() == b"hello /_wsgiprof/api/summary"
+
+
+def test_disabled_by_default_from_an_empty_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WSGIPROF_ENABLED", "WSGIPROF_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert not ProfilerMiddleware(hello_app).enabled
+
+
+def test_bad_environment_value_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSGIPROF_ENABLED", "1")
+    monkeypatch.setenv("WSGIPROF_SAMPLE_RATE", "five percent")
+    with pytest.raises(ConfigError, match="WSGIPROF_SAMPLE_RATE"):
+        ProfilerMiddleware(hello_app)
+
+
+def test_unsampled_request_returns_the_applications_own_response_object() -> None:
+    body = Body([b"x"])
+    middleware = ProfilerMiddleware(lambda e, s: body, config=NEVER)
+    assert middleware(EnvironBuilder("/a").get_environ(), lambda s, h, e=None: lambda d: None) is body
+
+
+def test_unsampled_requests_are_counted_per_endpoint() -> None:
+    middleware = ProfilerMiddleware(hello_app, config=NEVER)
+    client = Client(LintMiddleware(middleware))
+    for path in ("/orders/1", "/orders/2", "/health"):
+        client.get(path).close()
+    counts = {name: (p.requests, p.sampled) for name, p in endpoints(middleware).items()}
+    assert counts == {"GET /orders/{int}": (2, 0), "GET /health": (1, 0)}
+
+
+# -- profiled requests -----------------------------------------------------------------------
+
+
+def test_profiled_request_is_aggregated_under_its_endpoint() -> None:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        burn(200_000)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    middleware = ProfilerMiddleware(app, config=ALWAYS)
+    response = Client(LintMiddleware(middleware)).get("/items/7")
+    assert response.get_data() == b"done"
+    profile = endpoints(middleware)["GET /items/{int}"]
+    assert (profile.requests, profile.sampled, profile.errors) == (1, 1, 0)
+    assert "burn" in functions(profile)
+    assert profile.total("cpu") == pytest.approx(profile.cpu, abs=1e-9)
+    assert not any("middleware.py" in f.file for s in profile.stacks for f in s)
+
+
+def test_application_exception_propagates_unchanged_and_counts_as_error() -> None:
+    error = KeyError("boom")
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        raise error
+
+    middleware = ProfilerMiddleware(app, config=ALWAYS)
+    with pytest.raises(KeyError) as raised:
+        run(middleware, EnvironBuilder("/fail").get_environ())
+    assert raised.value is error
+    assert endpoints(middleware)["GET /fail"].errors == 1
+
+
+def test_server_error_status_counts_as_error() -> None:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [b"busy"]
+
+    middleware = ProfilerMiddleware(app, config=ALWAYS)
+    Client(LintMiddleware(middleware)).get("/busy").close()
+    assert endpoints(middleware)["GET /busy"].errors == 1
+
+
+def test_streamed_body_is_profiled_until_it_is_exhausted() -> None:
+    def stream_rows() -> Iterator[bytes]:
+        for _ in range(5):
+            burn(50_000)
+            yield b"row\n"
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return stream_rows()
+
+    middleware = ProfilerMiddleware(app, config=ALWAYS)
+    assert Client(LintMiddleware(middleware)).get("/stream").get_data() == b"row\n" * 5
+    profile = endpoints(middleware)["GET /stream"]
+    assert cpu_of(profile.stacks, "stream_rows") > 0.8 * profile.cpu
+
+
+def test_inner_iterable_is_closed_when_the_client_goes_away() -> None:
+    body = Body([b"a", b"b", b"c"])
+    middleware = ProfilerMiddleware(lambda e, s: (s("200 OK", []), body)[1], config=ALWAYS)
+    response = middleware(EnvironBuilder("/gone").get_environ(), lambda s, h, e=None: lambda d: None)
+    iterator = iter(response)
+    next(iterator)
+    response.close()  # type: ignore[attr-defined]
+    assert body.closed
+    assert endpoints(middleware)["GET /gone"].sampled == 1
+
+
+def test_error_while_streaming_propagates_and_closes_the_body() -> None:
+    closed: list[bool] = []
+
+    def failing() -> Iterator[bytes]:
+        try:
+            yield b"first"
+            raise RuntimeError("broken stream")
+        finally:
+            closed.append(True)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return failing()
+
+    middleware = ProfilerMiddleware(app, config=ALWAYS)
+    with pytest.raises(RuntimeError, match="broken stream"):
+        run(middleware, EnvironBuilder("/s").get_environ())
+    assert closed == [True]
+    assert endpoints(middleware)["GET /s"].errors == 1
+
+
+def test_forced_header_with_token_profiles_at_rate_zero() -> None:
+    middleware = ProfilerMiddleware(hello_app, config=NEVER)
+    Client(middleware).get("/x", headers={"X-Wsgiprof": "1", **AUTH}).close()
+    assert endpoints(middleware)["GET /x"].sampled == 1
+
+
+def test_forced_header_without_token_is_ignored() -> None:
+    middleware = ProfilerMiddleware(hello_app, config=NEVER)
+    client = Client(middleware)
+    client.get("/x", headers={"X-Wsgiprof": "1"}).close()
+    client.get("/x", headers={"X-Wsgiprof": "1", "Authorization": "Bearer wrong-token"}).close()
+    assert endpoints(middleware)["GET /x"].sampled == 0
+
+
+def test_custom_sampler_and_endpoint_key_are_used() -> None:
+    middleware = ProfilerMiddleware(
+        hello_app,
+        config=NEVER,
+        sampler=lambda environ: environ["PATH_INFO"].startswith("/slow"),
+        endpoint_key=lambda environ: "tenant-" + environ["PATH_INFO"].split("/")[-1],
+    )
+    client = Client(middleware)
+    client.get("/slow/a").close()
+    client.get("/fast/b").close()
+    sampled = {name: p.sampled for name, p in endpoints(middleware).items()}
+    assert sampled == {"tenant-a": 1, "tenant-b": 0}
+
+
+def test_busy_profiler_serves_the_request_unprofiled_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    middleware = ProfilerMiddleware(hello_app, config=ALWAYS)
+    client = Client(middleware)
+    other = cProfile.Profile()
+    with caplog.at_level(logging.WARNING, logger="wsgiprof"):
+        other.enable()
+        try:
+            responses = [client.get("/x").get_data() for _ in range(3)]
+        finally:
+            other.disable()
+    assert responses == [b"hello /x"] * 3
+    assert middleware.counters["engine_unavailable"] == 3
+    assert len([r for r in caplog.records if r.name == "wsgiprof"]) == 1
+    assert endpoints(middleware)["GET /x"].requests == 3
+
+
+# -- the route ------------------------------------------------------------------------------
+
+
+def test_without_token_the_prefix_goes_to_the_application() -> None:
+    middleware = ProfilerMiddleware(hello_app, config=ALWAYS.replace(token=None))
+    response = Client(middleware).get("/_wsgiprof/api/summary", headers=AUTH)
+    assert response.get_data() == b"hello /_wsgiprof/api/summary"
+
+
+def test_route_is_served_and_never_profiled() -> None:
+    middleware = ProfilerMiddleware(hello_app, config=ALWAYS)
+    client = Client(LintMiddleware(middleware))
+    client.get("/page").close()
+    response = client.get("/_wsgiprof/api/summary", headers=AUTH)
+    assert response.status_code == 200
+    assert [e["name"] for e in response.get_json()["endpoints"]] == ["GET /page"]
+
+
+def test_reset_starts_an_empty_window() -> None:
+    middleware = ProfilerMiddleware(hello_app, config=ALWAYS)
+    client = Client(middleware)
+    client.get("/page").close()
+    assert client.post("/_wsgiprof/api/reset", headers=AUTH).status_code == 200
+    assert endpoints(middleware) == {}
+
+
+def test_endpoint_cap_bounds_memory_under_random_paths() -> None:
+    middleware = ProfilerMiddleware(hello_app, config=NEVER.replace(max_endpoints=50))
+    client = Client(middleware)
+    rng = random.Random(7)
+    for _ in range(10_000):
+        word = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=8))
+        client.get(f"/{word}/{rng.randrange(10**6)}").close()
+    names = endpoints(middleware)
+    assert len(names) == 51
+    assert names["[other endpoints]"].requests == 10_000 - 50
+    assert sum(p.requests for p in names.values()) == 10_000
+
+
+# -- a real threaded server -----------------------------------------------------------------
+
+
+def cpu_app() -> Flask:
+    app = Flask("cpu_app")
+
+    def render_invoice() -> int:
+        return burn(150_000)
+
+    def crunch_stats() -> int:
+        return burn(150_000)
+
+    def build_rows() -> int:
+        return burn(21_000)
+
+    def render_rows() -> int:
+        return burn(49_000)
+
+    def call_upstream() -> None:
+        time.sleep(0.03)
+
+    @app.get("/invoices/<int:invoice_id>")
+    def invoice(invoice_id: int) -> str:
+        return str(render_invoice())
+
+    @app.get("/stats")
+    def stats() -> str:
+        return str(crunch_stats())
+
+    @app.get("/report")
+    def report() -> str:
+        return str([build_rows() + render_rows() for _ in range(3)])
+
+    @app.get("/upstream")
+    def upstream() -> str:
+        call_upstream()
+        return "ok"
+
+    @app.get("/hash")
+    def hash_password() -> str:
+        return hashlib.pbkdf2_hmac("sha256", b"pw", b"salt", 20_000).hex()
+
+    app.wsgi_app = ProfilerMiddleware(app.wsgi_app, config=ALWAYS)  # type: ignore[method-assign]
+    return app
+
+
+def flask_endpoints(app: Flask) -> dict[str, EndpointProfile]:
+    middleware = app.wsgi_app
+    assert isinstance(middleware, ProfilerMiddleware)
+    return endpoints(middleware)
+
+
+@pytest.fixture
+def served(threaded_server: Callable[[WSGIApplication], ThreadedServer]) -> tuple[Flask, str]:
+    app = cpu_app()
+    return app, threaded_server(app).url
+
+
+def hammer(urls: list[str], per_url: int, concurrency: int = 4) -> None:
+    errors: list[BaseException] = []
+
+    def one(url: str) -> None:
+        try:
+            assert set(load(url, per_url, concurrency)) == {200}
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(url,)) for url in urls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+@pytest.mark.server
+def test_concurrent_endpoints_each_hold_only_their_own_function(served: tuple[Flask, str]) -> None:
+    app, url = served
+    hammer([url + "/invoices/17", url + "/stats"], per_url=40)
+    profiles = flask_endpoints(app)
+    invoice, stats = profiles["GET /invoices/<int:invoice_id>"], profiles["GET /stats"]
+    assert (invoice.sampled, stats.sampled) == (40, 40)
+    assert "render_invoice" in functions(invoice)
+    assert "crunch_stats" not in functions(invoice)
+    assert "crunch_stats" in functions(stats)
+    assert "render_invoice" not in functions(stats)
+    assert cpu_of(invoice.stacks, "render_invoice") > 0.8 * invoice.cpu
+
+
+@pytest.mark.server
+def test_cpu_split_70_30_is_recovered_under_concurrency(served: tuple[Flask, str]) -> None:
+    app, url = served
+    hammer([url + "/report", url + "/stats"], per_url=40)
+    report = flask_endpoints(app)["GET /report"]
+    rows, render = cpu_of(report.stacks, "build_rows"), cpu_of(report.stacks, "render_rows")
+    assert render / (rows + render) == pytest.approx(0.7, abs=0.10)
+
+
+@pytest.mark.server
+def test_waiting_endpoint_is_mostly_off_cpu(served: tuple[Flask, str]) -> None:
+    app, url = served
+    hammer([url + "/upstream", url + "/stats"], per_url=20)
+    upstream = flask_endpoints(app)["GET /upstream"]
+    assert upstream.cpu / upstream.wall < 0.3
+    waits = [(s, w) for s, w in upstream.stacks.items() if s[-1].off_cpu]
+    assert waits
+    assert {s[-1].function for s, _ in waits} == {"sleep"}
+    assert sum(w.wall for _, w in waits) > 0.8 * 20 * 0.03
+
+
+@pytest.mark.server
+def test_gil_releasing_hash_stays_on_cpu(served: tuple[Flask, str]) -> None:
+    app, url = served
+    hammer([url + "/hash", url + "/stats"], per_url=20)
+    hashes = flask_endpoints(app)["GET /hash"]
+    assert cpu_of(hashes.stacks, "pbkdf2_hmac") > 0.7 * hashes.cpu

@@ -1,0 +1,233 @@
+"""build_summary: the JSON shape of GET /api/summary from a crafted snapshot with known numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from wsgiprof.model import EndpointProfile, Frame, Stack, Weight
+from wsgiprof.stores.base import ProcessInfo, Snapshot
+from wsgiprof.summary import build_summary
+
+MAIN = Frame("views.report", "/srv/app/views.py", 10)
+RENDER = Frame("render_rows", "/srv/app/report.py", 40)
+SLEEP = Frame("sleep", "<built-in>", 0, off_cpu=True)
+QUERY = Frame("db.query", "/srv/app/db.py", 5)
+
+
+def _profile(
+    name: str,
+    *,
+    requests: int,
+    sampled: int,
+    cpu: float,
+    wall: float,
+    stacks: dict[Stack, Weight],
+    latencies: tuple[float, ...] = (),
+    errors: int = 0,
+) -> EndpointProfile:
+    profile = EndpointProfile(
+        name, requests=requests, sampled=sampled, errors=errors, cpu=cpu, wall=wall, stacks=stacks
+    )
+    for seconds in latencies:
+        profile.latency.add(seconds)
+    return profile
+
+
+def _snapshot() -> Snapshot:
+    report = _profile(
+        "GET /report",
+        requests=10,
+        sampled=2,
+        errors=1,
+        cpu=0.3,
+        wall=0.5,
+        latencies=(0.1, 0.4),
+        stacks={
+            (MAIN, RENDER): Weight(samples=20, wall=0.2, cpu=0.2),
+            (MAIN,): Weight(samples=10, wall=0.1, cpu=0.1),
+            (MAIN, SLEEP): Weight(samples=20, wall=0.2, cpu=0.0),
+        },
+    )
+    users = _profile(
+        "GET /users/<int:user_id>",
+        requests=4,
+        sampled=1,
+        cpu=0.1,
+        wall=0.1,
+        latencies=(0.1,),
+        stacks={(QUERY,): Weight(samples=10, wall=0.1, cpu=0.1)},
+    )
+    health = _profile("GET /health", requests=7, sampled=0, cpu=0.0, wall=0.0, stacks={})
+    health.overflow_samples = 3
+    return Snapshot(
+        window_start=1764230400.0,
+        window_end=1764230460.1234567,
+        endpoints={p.name: p for p in (health, users, report)},
+        processes=[
+            ProcessInfo(
+                pid=20,
+                host="b",
+                cpu_percent=12.3456,
+                rss_bytes=2048,
+                threads=4,
+                last_seen=1764230459.0,
+            ),
+            ProcessInfo(
+                pid=10,
+                host="a",
+                cpu_percent=96.0,
+                rss_bytes=52428800,
+                threads=8,
+                last_seen=1764230458.5,
+            ),
+        ],
+        lost_flushes=2,
+    )
+
+
+def test_top_level_fields() -> None:
+    summary = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05)
+    assert summary["engine"] == "pyinstrument"
+    assert summary["sample_rate"] == 0.05
+    assert summary["window"] == {"start": 1764230400.0, "end": 1764230460.123457}
+    assert summary["totals"] == {
+        "requests": 21,
+        "sampled": 3,
+        "cpu_seconds": 0.4,
+        "wall_seconds": 0.6,
+    }
+    assert summary["lost_flushes"] == 2
+
+
+def test_endpoints_sorted_by_cpu_with_shares_adding_to_one() -> None:
+    endpoints = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05)["endpoints"]
+    assert [e["name"] for e in endpoints] == [
+        "GET /report",
+        "GET /users/<int:user_id>",
+        "GET /health",
+    ]
+    assert [e["cpu_share"] for e in endpoints] == [0.75, 0.25, 0.0]
+    assert sum(e["cpu_share"] for e in endpoints) == pytest.approx(1.0)
+
+
+def test_endpoint_fields() -> None:
+    snapshot = _snapshot()
+    report = build_summary(snapshot, engine="pyinstrument", sample_rate=0.05)["endpoints"][0]
+    assert report["id"] == snapshot.endpoints["GET /report"].id
+    assert {
+        k: v for k, v in report.items() if k not in {"top_functions", "p50_wall_ms", "p95_wall_ms"}
+    } == {
+        "id": report["id"],
+        "name": "GET /report",
+        "requests": 10,
+        "sampled": 2,
+        "errors": 1,
+        "cpu_seconds": 0.3,
+        "wall_seconds": 0.5,
+        "cpu_share": 0.75,
+        "mean_cpu_ms": 150.0,
+        "mean_wall_ms": 250.0,
+        "cpu_wall_ratio": 0.6,
+        "off_cpu_seconds": 0.2,
+        "overflow_samples": 0,
+    }
+    assert report["p50_wall_ms"] == pytest.approx(100.0, rel=0.05)
+    assert report["p95_wall_ms"] == pytest.approx(400.0, rel=0.05)
+
+
+def test_top_functions_self_and_total() -> None:
+    report = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05)["endpoints"][0]
+    assert report["top_functions"] == [
+        {
+            "name": "render_rows",
+            "file": "app/report.py",
+            "path": "/srv/app/report.py",
+            "line": 40,
+            "off_cpu": False,
+            "self_cpu_seconds": 0.2,
+            "total_cpu_seconds": 0.2,
+        },
+        {
+            "name": "views.report",
+            "file": "app/views.py",
+            "path": "/srv/app/views.py",
+            "line": 10,
+            "off_cpu": False,
+            "self_cpu_seconds": 0.1,
+            "total_cpu_seconds": 0.3,
+        },
+        {
+            "name": "sleep",
+            "file": "<built-in>",
+            "path": "<built-in>",
+            "line": 0,
+            "off_cpu": True,
+            "self_cpu_seconds": 0.0,
+            "total_cpu_seconds": 0.0,
+        },
+    ]
+
+
+def test_top_limits_functions() -> None:
+    summary = build_summary(_snapshot(), engine="yappi", sample_rate=1.0, top=1)
+    assert [f["name"] for f in summary["endpoints"][0]["top_functions"]] == ["render_rows"]
+    summary = build_summary(_snapshot(), engine="yappi", sample_rate=1.0, top=0)
+    assert summary["endpoints"][0]["top_functions"] == []
+
+
+def test_unsampled_endpoint_has_no_means() -> None:
+    health = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05)["endpoints"][2]
+    assert health["requests"] == 7
+    assert health["sampled"] == 0
+    assert health["overflow_samples"] == 3
+    for key in ("mean_cpu_ms", "mean_wall_ms", "p50_wall_ms", "p95_wall_ms", "cpu_wall_ratio"):
+        assert health[key] is None
+    assert health["top_functions"] == []
+
+
+def test_processes_sorted_and_rounded() -> None:
+    processes = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05)["processes"]
+    assert processes == [
+        {
+            "pid": 10,
+            "host": "a",
+            "cpu_percent": 96.0,
+            "rss_bytes": 52428800,
+            "threads": 8,
+            "last_seen": 1764230458.5,
+        },
+        {
+            "pid": 20,
+            "host": "b",
+            "cpu_percent": 12.35,
+            "rss_bytes": 2048,
+            "threads": 4,
+            "last_seen": 1764230459.0,
+        },
+    ]
+
+
+def test_empty_snapshot() -> None:
+    summary = build_summary(
+        Snapshot(window_start=100.0, window_end=160.0), engine="pyinstrument", sample_rate=0.05
+    )
+    assert summary == {
+        "engine": "pyinstrument",
+        "sample_rate": 0.05,
+        "window": {"start": 100.0, "end": 160.0},
+        "endpoints": [],
+        "processes": [],
+        "totals": {"requests": 0, "sampled": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0},
+        "lost_flushes": 0,
+    }
+
+
+def test_strict_json_and_compact_floats() -> None:
+    snapshot = _snapshot()
+    snapshot.endpoints["GET /report"].cpu = 0.1 + 0.2
+    snapshot.processes[0].cpu_percent = float("nan")
+    summary = build_summary(snapshot, engine="pyinstrument", sample_rate=0.05)
+    text = json.dumps(summary, allow_nan=False)
+    assert "0.30000000000000004" not in text
+    assert summary["processes"][1]["cpu_percent"] is None

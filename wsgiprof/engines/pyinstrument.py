@@ -1,0 +1,288 @@
+"""The pyinstrument engine: one sampling session per profiled request, on the request's own thread.
+
+pyinstrument samples the stack of the thread it runs on, at call and return events, once at least
+``interval`` seconds of wall time have passed since the previous sample; each sample carries that
+wall time. Wall time alone would charge every wait (a database round trip, a lock, the GIL held by
+another thread) to whatever Python line was running, which is exactly the mistake this tool exists
+to avoid. So at every sample this engine also reads the thread's own CPU clock
+(``time.thread_time()``, a ~100 ns call made once per sample, not per event): the CPU a sample gets
+is what the thread really consumed during that sample's interval. The CPU weights of a request add
+up to its measured thread CPU time, waits invisible to the profiler (a C extension blocking without
+a frame) get the little CPU they used, and GIL contention shows as wall time, not CPU.
+
+Example::
+
+    engine = PyinstrumentEngine(interval=0.001)
+    active = engine.start()
+    try:
+        handle_request()
+    finally:
+        capture = active.stop()
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+from pyinstrument.stack_sampler import get_stack_sampler
+
+import wsgiprof
+from wsgiprof.engines.base import Capture, EngineUnavailable
+from wsgiprof.model import OUTSIDE_APP, Frame, Stack, Weight
+
+BLOCKING_BUILTINS: frozenset[str] = frozenset(
+    {
+        # sleeping and waiting for other threads or processes
+        "sleep",
+        "lock.acquire",
+        "RLock.acquire",
+        "SemLock.acquire",
+        "SimpleQueue.get",
+        "waitpid",
+        "wait",
+        "wait3",
+        "wait4",
+        "waitid",
+        "sigwait",
+        "sigtimedwait",
+        "pause",
+        # readiness and network
+        "select",
+        "poll.poll",
+        "epoll.poll",
+        "devpoll.poll",
+        "kqueue.control",
+        "socket.recv",
+        "socket.recv_into",
+        "socket.recvfrom",
+        "socket.recvfrom_into",
+        "socket.recvmsg",
+        "socket.send",
+        "socket.sendall",
+        "socket.sendto",
+        "socket.sendmsg",
+        "socket.connect",
+        "socket.connect_ex",
+        "socket._accept",
+        "getaddrinfo",
+        "gethostbyname",
+        "gethostbyname_ex",
+        "gethostbyaddr",
+        "_SSLSocket.read",
+        "_SSLSocket.write",
+        "_SSLSocket.do_handshake",
+        # files and pipes
+        "read",
+        "readinto",
+        "FileIO.read",
+        "FileIO.readinto",
+        "flock",
+        "lockf",
+        "fsync",
+        "fdatasync",
+    }
+)
+"""Names of C functions (leaves named ``<built-in>`` by pyinstrument) that block the thread.
+
+Only a label: the CPU a sample gets is always measured. CPU-heavy C calls (``pbkdf2_hmac``,
+``json.dumps``'s encoder, sqlite3's ``Connection.execute``) are deliberately absent. Extend it with
+``WSGIPROF_OFF_CPU_FUNCTIONS`` (comma-separated names, matched against leaf function names).
+"""
+
+Entry = tuple[str, int, int]
+"""File, first line and stack depth of the function that started a profile."""
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(wsgiprof.__file__)) + os.sep
+_CACHE_LIMIT = 50_000
+_SEP = "\x00"
+_ATTR = "\x01"
+
+
+class PyinstrumentEngine:
+    """Profiles one request at a time per thread with pyinstrument's stack sampler.
+
+    ``interval`` is the minimum wall time between samples. ``off_cpu_functions`` adds names to
+    :data:`BLOCKING_BUILTINS`.
+    """
+
+    name = "pyinstrument"
+
+    def __init__(
+        self, *, interval: float = 0.001, off_cpu_functions: Iterable[str] = ()
+    ) -> None:
+        self.interval = interval
+        self._extra_off_cpu = frozenset(off_cpu_functions)
+        self._frames: dict[str, tuple[Frame, bool]] = {}
+        self._stacks: dict[tuple[Entry, tuple[str, ...]], Stack] = {}
+
+    def start(self) -> PyinstrumentProfile:
+        if sys.getprofile() is not None:
+            raise EngineUnavailable("another profiler is active on this thread")
+        sampler = get_stack_sampler()
+        if sampler.subscribers:
+            raise EngineUnavailable("a pyinstrument profiler is already running on this thread")
+        caller = sys._getframe(1)
+        depth = 0
+        frame: FrameType | None = caller
+        while frame is not None:
+            depth += 1
+            frame = frame.f_back
+        entry = (caller.f_code.co_filename, caller.f_code.co_firstlineno, depth)
+        profile = PyinstrumentProfile(self, entry)
+        try:
+            sampler.subscribe(
+                profile.on_sample, desired_interval=self.interval, use_async_context=False
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        return profile
+
+    def close(self) -> None:
+        self._frames.clear()
+        self._stacks.clear()
+
+    def _frame(self, info: str) -> tuple[Frame, bool]:
+        cached = self._frames.get(info)
+        if cached is not None:
+            return cached
+        identifier, _, attributes = info.partition(_ATTR)
+        function, file, line = identifier.split(_SEP)
+        for attribute in attributes.split(_ATTR) if attributes else ():
+            if attribute.startswith("c"):
+                function = f"{attribute[1:]}.{function}"
+        builtin = file == "<built-in>"
+        off_cpu = (builtin and function in BLOCKING_BUILTINS) or function in self._extra_off_cpu
+        frame = Frame(function, file, int(line), off_cpu)
+        result = (frame, file.startswith(_PACKAGE_DIR))
+        if len(self._frames) >= _CACHE_LIMIT:
+            self._frames.clear()
+        self._frames[info] = result
+        return result
+
+    def to_stack(self, call_stack: list[str], entry: Entry) -> Stack:
+        """Convert pyinstrument's frame identifiers (thread first, root to leaf) into a Stack that
+        starts at the application's entry.
+
+        The entry is just below the last wsgiprof frame (the middleware, or the wrapper through
+        which the server iterates a streamed body) or, without one, below the function that called
+        :meth:`PyinstrumentEngine.start`. A sample outside both becomes ``(OUTSIDE_APP,)``.
+        """
+        key = (entry, tuple(call_stack))
+        stack = self._stacks.get(key)
+        if stack is not None:
+            return stack
+        frames = [self._frame(info) for info in call_stack[1:]]
+        start = -1
+        for index in range(len(frames) - 1, -1, -1):
+            if frames[index][1]:
+                start = index + 1
+                break
+        file, line, depth = entry
+        if start < 0 and len(frames) >= depth:
+            caller = frames[depth - 1][0]
+            if caller.file == file and caller.line == line:
+                start = depth
+        stack = tuple(frame for frame, _ in frames[start:]) if start >= 0 else ()
+        stack = stack or (OUTSIDE_APP,)
+        if len(self._stacks) >= _CACHE_LIMIT:
+            self._stacks.clear()
+        self._stacks[key] = stack
+        return stack
+
+
+class PyinstrumentProfile:
+    """One request's sampling session; see :class:`PyinstrumentEngine`."""
+
+    __slots__ = (
+        "_abandoned",
+        "_cpu_start",
+        "_engine",
+        "_entry",
+        "_records",
+        "_stopped",
+        "_thread",
+        "_wall_start",
+    )
+
+    def __init__(self, engine: PyinstrumentEngine, entry: Entry) -> None:
+        self._engine = engine
+        self._entry = entry
+        self._abandoned = False
+        self._records: list[tuple[list[str], float, float]] = []
+        self._thread = threading.get_ident()
+        self._stopped = False
+        self._wall_start = time.perf_counter()
+        self._cpu_start = time.thread_time()
+
+    def on_sample(self, call_stack: list[str], elapsed: float, _async_state: Any) -> None:
+        """pyinstrument's subscriber callback: runs on the profiled thread at each sample."""
+        if self._abandoned:
+            # stop() ran on another thread; only this thread can remove its own hook.
+            self._abandoned = False
+            get_stack_sampler().unsubscribe(self.on_sample)
+            return
+        if self._stopped:
+            return
+        self._records.append((call_stack, elapsed, time.thread_time()))
+
+    def stop(self) -> Capture | None:
+        if self._stopped:
+            return None
+        self._stopped = True
+        if threading.get_ident() != self._thread:
+            self._abandoned = True
+            return None
+        cpu_end = time.thread_time()
+        wall_end = time.perf_counter()
+        get_stack_sampler().unsubscribe(self.on_sample)
+        return self._capture(cpu_end - self._cpu_start, wall_end - self._wall_start)
+
+    def _capture(self, cpu_total: float, wall_total: float) -> Capture:
+        stacks: dict[Stack, Weight] = {}
+        to_stack = self._engine.to_stack
+        entry = self._entry
+        cpu_before = self._cpu_start
+        wall_sum = 0.0
+        previous: Weight | None = None
+        interval = self._engine.interval
+        delayed = 2 * interval
+        previous_rate = 1.0
+        for call_stack, elapsed, cpu_now in self._records:
+            stack = to_stack(call_stack, entry)
+            weight = stacks.get(stack)
+            if weight is None:
+                weight = stacks[stack] = Weight()
+            weight.samples += 1
+            weight.wall += elapsed
+            cpu = cpu_now - cpu_before
+            if previous is not None:
+                if stack[-1].off_cpu:
+                    # A blocking call burns no CPU: what the thread used in this interval ran
+                    # before the call began, in the code of the previous sample.
+                    previous.cpu += cpu
+                    cpu = 0.0
+                elif elapsed >= delayed and cpu < 0.5 * elapsed:
+                    # No event for a while and mostly off CPU: the thread blocked somewhere the
+                    # profiler cannot see (a C extension waiting on the network, the GIL). The
+                    # code before the block ran for less than one interval after the previous
+                    # sample, half an interval on average, at the previous sample's CPU rate.
+                    moved = min(cpu, 0.5 * interval * previous_rate)
+                    previous.cpu += moved
+                    cpu -= moved
+            weight.cpu += cpu
+            previous = weight
+            previous_rate = min(1.0, (cpu_now - cpu_before) / elapsed) if elapsed > 0 else 1.0
+            cpu_before = cpu_now
+            wall_sum += elapsed
+        # Between the last sample and stop(): the code of the last sample finishing, or nothing.
+        tail = previous if previous is not None else stacks.setdefault((OUTSIDE_APP,), Weight())
+        tail.wall += max(wall_total - wall_sum, 0.0)
+        tail.cpu += max(self._cpu_start + cpu_total - cpu_before, 0.0)
+        self._records = []
+        return Capture(cpu=cpu_total, wall=wall_total, stacks=stacks)

@@ -1,0 +1,264 @@
+"""The WSGI middleware: routes its own dashboard, decides which requests to profile, profiles them.
+
+Example::
+
+    from wsgiprof import ProfilerMiddleware
+
+    app.wsgi_app = ProfilerMiddleware(app.wsgi_app)   # Flask: endpoints named by route template
+
+Inert unless ``WSGIPROF_ENABLED=1`` (or ``config=Config(enabled=True, ...)``): a disabled middleware
+returns the application's own response untouched and does no work per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from wsgiprof.config import Config
+from wsgiprof.engines.base import EngineUnavailable
+from wsgiprof.model import ProfiledRequest
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from wsgiprof.dashboard import Dashboard
+    from wsgiprof.engines.base import ActiveProfile, Engine
+    from wsgiprof.stores.base import Snapshot, Store
+
+    ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+logger = logging.getLogger("wsgiprof")
+
+
+class ProfilerMiddleware:
+    """Profile a fraction of requests and aggregate their CPU stacks per endpoint.
+
+    :param app: the WSGI application to wrap (for Flask, ``app.wsgi_app``).
+    :param config: settings; by default read once from the ``WSGIPROF_*`` environment variables.
+    :param sampler: optional ``sampler(environ) -> bool`` deciding which requests to profile,
+        instead of the sample rate.
+    :param endpoint_key: optional ``endpoint_key(environ) -> str`` naming a request's endpoint,
+        instead of route templates or normalised paths.
+
+    Example::
+
+        app.wsgi_app = ProfilerMiddleware(
+            app.wsgi_app, config=Config(enabled=True, token="s3cret", sample_rate=0.2)
+        )
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        config: Config | None = None,
+        sampler: Callable[[WSGIEnvironment], bool] | None = None,
+        endpoint_key: Callable[[WSGIEnvironment], str] | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config if config is not None else Config.from_env()
+        self.enabled = self.config.enabled
+        self.counters = {"engine_unavailable": 0, "engine_errors": 0, "abandoned": 0}
+        self._counter_lock = threading.Lock()
+        self._warned: set[str] = set()
+        if not self.enabled:
+            return
+        # Imported here so that a disabled middleware loads neither the engine nor psutil.
+        from wsgiprof.aggregate import Aggregator
+        from wsgiprof.endpoints import EndpointNamer
+        from wsgiprof.engines import create_engine
+        from wsgiprof.resources import ProcessMonitor
+        from wsgiprof.sampling import Sampler
+        from wsgiprof.stores import MemoryStore, open_store
+
+        cfg = self.config
+        self._sampler = Sampler(rate=cfg.sample_rate, predicate=sampler, token=cfg.token)
+        self._namer = EndpointNamer(app, endpoint_key=endpoint_key)
+        self._engine: Engine = create_engine(cfg)
+        self._aggregator = Aggregator(max_endpoints=cfg.max_endpoints, stack_cap=cfg.stack_cap)
+        self._store: Store = open_store(cfg.store)
+        self._shared_store = not isinstance(self._store, MemoryStore)
+        self._monitor = ProcessMonitor()
+        self._lock = threading.Lock()
+        self._dashboard: Dashboard | None = None
+        self._prefix = cfg.path
+        self._prefix_slash = cfg.path + "/"
+        if cfg.token is not None:
+            from wsgiprof.dashboard import Dashboard
+
+            self._dashboard = Dashboard(cfg, read=self.read, reset=self.reset, engine=cfg.engine)
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if not self.enabled:
+            return self.app(environ, start_response)
+        if self._dashboard is not None:
+            path = environ.get("PATH_INFO", "")
+            if path == self._prefix or path.startswith(self._prefix_slash):
+                return self._dashboard(environ, start_response)
+        if self._sampler.decide(environ):
+            active = self._start_engine()
+            if active is not None:
+                return self._profiled(environ, start_response, active)
+        try:
+            return self.app(environ, start_response)
+        finally:
+            self._aggregator.seen(self._namer.name(environ))
+
+    # -- profiled requests -------------------------------------------------------------------
+
+    def _start_engine(self) -> ActiveProfile | None:
+        try:
+            return self._engine.start()
+        except EngineUnavailable as exc:
+            self._count("engine_unavailable")
+            self._warn_once("unavailable", "request served unprofiled: %s", exc)
+        except Exception:
+            self._count("engine_errors")
+            self._warn_once("start", "profiler failed to start; request served unprofiled", exc=True)
+        return None
+
+    def _profiled(
+        self, environ: WSGIEnvironment, start_response: StartResponse, active: ActiveProfile
+    ) -> Iterable[bytes]:
+        environ["wsgiprof.profiled"] = True
+        started = time.time()
+        status = [0]
+
+        def recording_start_response(
+            status_line: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            status[0] = _status_code(status_line)
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            body = self.app(environ, recording_start_response)
+        except BaseException:
+            self._finish(active, environ, started, status[0] or 500, error=True)
+            raise
+        return _ProfiledBody(body, lambda error: self._finish(
+            active, environ, started, status[0], error=error
+        ))
+
+    def _finish(
+        self,
+        active: ActiveProfile,
+        environ: WSGIEnvironment,
+        started: float,
+        status: int,
+        *,
+        error: bool,
+    ) -> None:
+        try:
+            capture = active.stop()
+            if capture is None:
+                self._count("abandoned")
+                return
+            request = ProfiledRequest(
+                endpoint=self._namer.name(environ),
+                start=started,
+                wall=capture.wall,
+                cpu=capture.cpu,
+                status=status,
+                stacks=capture.stacks,
+                error=error or status >= 500,
+            )
+            self._aggregator.add(request)
+        except Exception:
+            self._count("engine_errors")
+            self._warn_once("finish", "profile of a request was lost", exc=True)
+
+    # -- reading and resetting ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Send this process's unflushed delta to the store."""
+        delta = self._aggregator.drain()
+        self._store.flush(delta, self._monitor.reading())
+
+    def read(self) -> Snapshot:
+        """The current window over every process that flushed into the store, with this
+        process's unflushed delta merged in."""
+        if not self._shared_store:
+            self.flush()
+            return self._store.read()
+        snapshot = self._store.read()
+        snapshot.merge_delta(self._aggregator.peek())
+        return snapshot
+
+    def reset(self) -> float:
+        """Start a new window: forget everything aggregated so far, in every process."""
+        with self._lock:
+            start = self._store.reset()
+            self._aggregator.reset()
+            self._monitor.reset()
+            return start
+
+    def close(self) -> None:
+        """Flush what is left and release the engine and the store."""
+        if not self.enabled:
+            return
+        self.flush()
+        self._engine.close()
+        self._store.close()
+
+    def _count(self, key: str) -> None:
+        with self._counter_lock:
+            self.counters[key] += 1
+
+    def _warn_once(self, key: str, message: str, *args: Any, exc: bool = False) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        logger.warning(message + " (further occurrences are counted, not logged)", *args,
+                       exc_info=exc)
+
+
+class _ProfiledBody:
+    """Wraps a profiled response: profiling ends when the body is exhausted or closed, whichever
+    comes first, and the application's iterable is always closed."""
+
+    __slots__ = ("_body", "_done", "_error", "_finish")
+
+    def __init__(self, body: Iterable[bytes], finish: Callable[[bool], None]) -> None:
+        self._body = body
+        self._finish = finish
+        self._done = False
+        self._error = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._body
+        except BaseException:
+            self._error = True
+            raise
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        if not self._done:
+            self._done = True
+            self._finish(self._error)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        except BaseException:
+            self._error = True
+            raise
+        finally:
+            self._end()
+
+
+def _status_code(status_line: str) -> int:
+    try:
+        return int(status_line[:3])
+    except ValueError:
+        return 0

@@ -1,0 +1,327 @@
+"""Pure profile data: frames, stacks, weights, profiled requests and per-endpoint aggregates.
+
+Nothing here knows about WSGI, engines, stores or rendering. Every aggregate can be merged with
+another of its kind, which is how per-thread results become per-process aggregates, and per-process
+deltas become the view over all workers and hosts.
+
+Example::
+
+    main = Frame("app.handler", "/srv/app/views.py", 10)
+    leaf = Frame("render_rows", "/srv/app/report.py", 40)
+    profile = EndpointProfile("GET /report")
+    profile.add_request(
+        ProfiledRequest(
+            endpoint="GET /report", start=0.0, wall=0.012, cpu=0.010, status=200,
+            stacks={(main, leaf): Weight(samples=12, wall=0.012, cpu=0.010)},
+        )
+    )
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+WeightKind = Literal["cpu", "wall"]
+"""Which measure a profile is weighted by: CPU time of the thread, or wall-clock time."""
+
+WEIGHT_KINDS: tuple[WeightKind, ...] = ("cpu", "wall")
+
+
+class Frame(NamedTuple):
+    """One function in a call stack.
+
+    Identity is the qualified function name, the full file path and the first line of the function.
+    ``off_cpu`` marks a known blocking call (``sleep``, ``socket.recv`` …): such a frame is a leaf
+    where the thread waited rather than computed. It is derived from the name alone, so it never
+    splits one function into two identities.
+    """
+
+    function: str
+    file: str
+    line: int
+    off_cpu: bool = False
+
+    @property
+    def short_file(self) -> str:
+        """The last two components of the file path, enough to recognise it in a report."""
+        return short_path(self.file)
+
+    @property
+    def display(self) -> str:
+        """``qualname (dir/file.py:line)``, or just the name for built-in functions."""
+        if self.file.startswith("<"):
+            return self.function
+        return f"{self.function} ({self.short_file}:{self.line})"
+
+
+Stack = tuple[Frame, ...]
+"""A call stack, root first. It starts at the application's entry point, never inside wsgiprof."""
+
+OUTSIDE_APP = Frame("[outside the application]", "<wsgiprof>", 0)
+"""Time a profiled request spent before entering or after leaving the application (server,
+middleware, iteration of the response by the server)."""
+
+OVERFLOW = Frame("[other stacks]", "<wsgiprof>", 0)
+"""Leaf that collects samples of new stacks once an endpoint has reached its stack cap."""
+
+
+def short_path(path: str) -> str:
+    """Shorten a file path to its last two components (``app/report.py``)."""
+    if path.startswith("<"):
+        return path
+    parts = path.replace("\\", "/").rsplit("/", 2)
+    return "/".join(parts[-2:])
+
+
+def endpoint_id(name: str) -> str:
+    """A short, stable, URL-safe id for an endpoint name, the same in every process and host."""
+    return hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+@dataclass(slots=True)
+class Weight:
+    """What one stack cost: number of samples, wall seconds and CPU seconds."""
+
+    samples: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def add(self, other: Weight) -> None:
+        """Add ``other`` into this weight."""
+        self.samples += other.samples
+        self.wall += other.wall
+        self.cpu += other.cpu
+
+    def get(self, kind: WeightKind) -> float:
+        """The weight in seconds of the given kind."""
+        return self.cpu if kind == "cpu" else self.wall
+
+    def copy(self) -> Weight:
+        return Weight(self.samples, self.wall, self.cpu)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfiledRequest:
+    """The result of profiling one request: its endpoint, timings and weighted stacks.
+
+    ``cpu`` is the thread CPU time measured around the request; the CPU weights of ``stacks`` add
+    up to it. ``wall`` is the wall-clock duration from the start of the call to ``close()``.
+    """
+
+    endpoint: str
+    start: float
+    wall: float
+    cpu: float
+    status: int
+    stacks: Mapping[Stack, Weight]
+    error: bool = False
+    pid: int = field(default_factory=os.getpid)
+
+
+# Latency histogram: fixed logarithmic buckets, so histograms of any process merge by addition.
+_HIST_BASE = 1.08
+_HIST_MIN = 1e-5
+_LOG_BASE = math.log(_HIST_BASE)
+
+
+def _bucket(seconds: float) -> int:
+    if seconds <= _HIST_MIN:
+        return 0
+    return 1 + int(math.log(seconds / _HIST_MIN) / _LOG_BASE)
+
+
+def _bucket_value(index: int) -> float:
+    if index == 0:
+        return _HIST_MIN
+    low = _HIST_MIN * _HIST_BASE ** (index - 1)
+    return low * math.sqrt(_HIST_BASE)
+
+
+@dataclass(slots=True)
+class Histogram:
+    """A mergeable latency histogram with logarithmic buckets (about 4% relative error)."""
+
+    counts: dict[int, int] = field(default_factory=dict)
+
+    def add(self, seconds: float, count: int = 1) -> None:
+        index = _bucket(seconds)
+        self.counts[index] = self.counts.get(index, 0) + count
+
+    def merge(self, other: Histogram) -> None:
+        for index, count in other.counts.items():
+            self.counts[index] = self.counts.get(index, 0) + count
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def quantile(self, q: float) -> float | None:
+        """The value below which a fraction ``q`` of observations fall, or None if empty."""
+        total = self.total
+        if total == 0:
+            return None
+        rank = q * total
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= rank:
+                return _bucket_value(index)
+        return _bucket_value(max(self.counts))
+
+    def copy(self) -> Histogram:
+        return Histogram(dict(self.counts))
+
+
+DEFAULT_STACK_CAP = 5000
+
+
+@dataclass(slots=True)
+class EndpointProfile:
+    """Everything known about one endpoint: counts, time sums, latency and weighted stacks.
+
+    ``requests`` counts every request seen, ``sampled`` those profiled; ``cpu``, ``wall`` and the
+    stacks cover the sampled ones only. At most ``stack_cap`` distinct stacks are kept: the samples
+    of a new stack past the cap go to :data:`OVERFLOW` under the longest prefix already present, so
+    time is never lost, only detail, and ``overflow_samples`` says how much.
+    """
+
+    name: str
+    requests: int = 0
+    sampled: int = 0
+    errors: int = 0
+    cpu: float = 0.0
+    wall: float = 0.0
+    latency: Histogram = field(default_factory=Histogram)
+    cpu_latency: Histogram = field(default_factory=Histogram)
+    stacks: dict[Stack, Weight] = field(default_factory=dict)
+    overflow_samples: int = 0
+    stack_cap: int = DEFAULT_STACK_CAP
+
+    @property
+    def id(self) -> str:
+        return endpoint_id(self.name)
+
+    def add_request(self, request: ProfiledRequest) -> None:
+        """Count one sampled request and add its stacks."""
+        self.requests += 1
+        self.sampled += 1
+        self.errors += request.error
+        self.cpu += request.cpu
+        self.wall += request.wall
+        self.latency.add(request.wall)
+        self.cpu_latency.add(request.cpu)
+        self.add_stacks(request.stacks)
+
+    def add_stacks(self, stacks: Iterable[tuple[Stack, Weight]] | Mapping[Stack, Weight]) -> None:
+        """Add weighted stacks, honouring the stack cap."""
+        items = stacks.items() if isinstance(stacks, Mapping) else stacks
+        table = self.stacks
+        for stack, weight in items:
+            current = table.get(stack)
+            if current is not None:
+                current.add(weight)
+            elif len(table) < self.stack_cap:
+                table[stack] = weight.copy()
+            else:
+                self._add_overflow(stack, weight)
+
+    def _add_overflow(self, stack: Stack, weight: Weight) -> None:
+        self.overflow_samples += weight.samples
+        table = self.stacks
+        for depth in range(len(stack) - 1, 0, -1):
+            key = stack[:depth] + (OVERFLOW,)
+            target = table.get(key)
+            if target is not None:
+                target.add(weight)
+                return
+        key = stack[:1] + (OVERFLOW,)
+        target = table.setdefault(key, Weight())
+        target.add(weight)
+
+    def merge(self, other: EndpointProfile) -> None:
+        """Add another profile of the same endpoint (another thread, process or host) into this."""
+        self.requests += other.requests
+        self.sampled += other.sampled
+        self.errors += other.errors
+        self.cpu += other.cpu
+        self.wall += other.wall
+        self.latency.merge(other.latency)
+        self.cpu_latency.merge(other.cpu_latency)
+        self.overflow_samples += other.overflow_samples
+        self.add_stacks(other.stacks)
+
+    def copy(self) -> EndpointProfile:
+        clone = EndpointProfile(self.name, stack_cap=self.stack_cap)
+        clone.merge(self)
+        return clone
+
+    def total(self, kind: WeightKind) -> float:
+        """Sum of the stack weights of the given kind, in seconds."""
+        return sum(weight.get(kind) for weight in self.stacks.values())
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStats:
+    """Self and total time of one function, summed over stacks (recursion counted once)."""
+
+    frame: Frame
+    self_seconds: float
+    total_seconds: float
+
+
+def function_stats(stacks: Mapping[Stack, Weight], kind: WeightKind = "cpu") -> list[FunctionStats]:
+    """Self and total time per function, largest self time first.
+
+    Self time is the weight of stacks where the function is the leaf; total time counts each stack
+    once for every distinct function in it, so recursion does not inflate it.
+    """
+    self_time: dict[Frame, float] = {}
+    total_time: dict[Frame, float] = {}
+    for stack, weight in stacks.items():
+        value = weight.get(kind)
+        if not stack:
+            continue
+        leaf = stack[-1]
+        self_time[leaf] = self_time.get(leaf, 0.0) + value
+        for frame in set(stack):
+            total_time[frame] = total_time.get(frame, 0.0) + value
+    result = [
+        FunctionStats(frame, self_time.get(frame, 0.0), total) for frame, total in total_time.items()
+    ]
+    result.sort(key=lambda s: (-s.self_seconds, -s.total_seconds, s.frame))
+    return result
+
+
+def iter_weighted(
+    stacks: Mapping[Stack, Weight], kind: WeightKind
+) -> Iterator[tuple[Stack, float]]:
+    """Stacks with their weight of one kind, skipping empty stacks and zero weights."""
+    for stack, weight in stacks.items():
+        value = weight.get(kind)
+        if stack and value > 0:
+            yield stack, value
+
+
+def merge_profiles(profiles: Iterable[EndpointProfile], name: str = "all endpoints") -> EndpointProfile:
+    """One profile holding every stack of ``profiles``, each under a root frame naming its endpoint.
+
+    Used for the all-endpoints downloads, so a flamegraph of everything still splits by endpoint.
+    """
+    merged = EndpointProfile(name, stack_cap=2**62)
+    for profile in profiles:
+        root = Frame(profile.name, "<endpoint>", 0)
+        merged.requests += profile.requests
+        merged.sampled += profile.sampled
+        merged.errors += profile.errors
+        merged.cpu += profile.cpu
+        merged.wall += profile.wall
+        merged.latency.merge(profile.latency)
+        merged.cpu_latency.merge(profile.cpu_latency)
+        merged.overflow_samples += profile.overflow_samples
+        merged.add_stacks(((root,) + stack, weight) for stack, weight in profile.stacks.items())
+    return merged
