@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client, TestResponse
+
 from wsgiprof.auth import LoginThrottle
 from wsgiprof.config import Config
 from wsgiprof.dashboard import Dashboard

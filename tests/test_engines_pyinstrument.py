@@ -12,7 +12,7 @@ import pytest
 from pyinstrument import Profiler
 from pyinstrument.stack_sampler import get_stack_sampler
 
-from wsgiprof.engines.base import Capture, EngineUnavailable
+from wsgiprof.engines.base import Capture, EngineUnavailableError
 from wsgiprof.engines.pyinstrument import PyinstrumentEngine
 from wsgiprof.model import OUTSIDE_APP, Stack, Weight
 
@@ -49,6 +49,11 @@ def wait_for_upstream() -> None:
     time.sleep(0.02)
 
 
+def work_then_wait(units: int = 5) -> None:
+    heavy(units)
+    wait_for_upstream()
+
+
 def hash_password() -> bytes:
     return hashlib.pbkdf2_hmac("sha256", b"password", b"salt", 30_000)
 
@@ -80,7 +85,7 @@ def engine() -> Iterator[PyinstrumentEngine]:
 
 
 def test_cpu_weights_add_up_to_measured_thread_cpu(engine: PyinstrumentEngine) -> None:
-    capture = profile(engine, lambda: (heavy(20), wait_for_upstream()))
+    capture = profile(engine, lambda: work_then_wait(20))
     assert sum(w.cpu for w in capture.stacks.values()) == pytest.approx(capture.cpu, abs=1e-9)
     assert sum(w.wall for w in capture.stacks.values()) == pytest.approx(capture.wall, rel=0.02)
 
@@ -91,7 +96,7 @@ def test_stacks_start_below_the_function_that_started_the_profile(
     capture = profile(engine, lambda: heavy(20))
     roots = {stack[0].function for stack in capture.stacks}
     assert roots <= {"<lambda>", "heavy", OUTSIDE_APP.function}
-    assert all("profile" != frame.function for stack in capture.stacks for frame in stack)
+    assert all(frame.function != "profile" for stack in capture.stacks for frame in stack)
 
 
 def test_split_between_two_functions_is_recovered_under_gil_contention(
@@ -129,7 +134,7 @@ def test_split_between_two_functions_is_recovered_under_gil_contention(
 
 
 def test_a_wait_is_off_cpu_and_gets_almost_no_cpu(engine: PyinstrumentEngine) -> None:
-    capture = profile(engine, lambda: (heavy(5), wait_for_upstream()))
+    capture = profile(engine, work_then_wait)
     sleeps = {s: w for s, w in capture.stacks.items() if s[-1].function == "sleep"}
     assert sleeps, "the sleep leaf is kept, not dropped"
     assert all(stack[-1].off_cpu for stack in sleeps)
@@ -154,7 +159,7 @@ def test_tight_loop_without_calls_gets_its_cpu(engine: PyinstrumentEngine) -> No
 
 def test_extra_off_cpu_names_mark_leaves() -> None:
     engine = PyinstrumentEngine(off_cpu_functions={"wait_for_upstream"})
-    capture = profile(engine, lambda: (heavy(5), wait_for_upstream()))
+    capture = profile(engine, work_then_wait)
     leaves = {stack[-1] for stack in capture.stacks}
     assert any(leaf.function == "sleep" and leaf.off_cpu for leaf in leaves)
 
@@ -162,7 +167,7 @@ def test_extra_off_cpu_names_mark_leaves() -> None:
 def test_second_profile_on_the_same_thread_is_refused(engine: PyinstrumentEngine) -> None:
     active = engine.start()
     try:
-        with pytest.raises(EngineUnavailable):
+        with pytest.raises(EngineUnavailableError):
             engine.start()
     finally:
         active.stop()
@@ -172,7 +177,7 @@ def test_start_is_refused_while_cprofile_runs(engine: PyinstrumentEngine) -> Non
     other = cProfile.Profile()
     other.enable()
     try:
-        with pytest.raises(EngineUnavailable):
+        with pytest.raises(EngineUnavailableError):
             engine.start()
     finally:
         other.disable()
@@ -181,7 +186,7 @@ def test_start_is_refused_while_cprofile_runs(engine: PyinstrumentEngine) -> Non
 def test_start_is_refused_while_a_user_pyinstrument_profiler_runs(
     engine: PyinstrumentEngine,
 ) -> None:
-    with Profiler(async_mode="disabled"), pytest.raises(EngineUnavailable):
+    with Profiler(async_mode="disabled"), pytest.raises(EngineUnavailableError):
         engine.start()
 
 
@@ -271,11 +276,13 @@ def test_wait_inside_psycopg2_is_not_charged_as_cpu(postgres_dsn: str) -> None:
         thread.join()
     total = sum(measured.values())
     wait_share = measured["load_customer"] / total
-    print(f"psycopg2 wait: {wait_share:.1%} of CPU (truth {truth['load_customer'] / total:.1%}), "
-          f"{walls['load_customer'] / walls['all']:.1%} "
-          f"of wall; validate {measured['validate_order'] / total:.1%} "
-          f"(truth {truth['validate_order'] / total:.1%}), price "
-          f"{measured['price_order'] / total:.1%} (truth {truth['price_order'] / total:.1%})")
+    print(
+        f"psycopg2 wait: {wait_share:.1%} of CPU (truth {truth['load_customer'] / total:.1%}), "
+        f"{walls['load_customer'] / walls['all']:.1%} "
+        f"of wall; validate {measured['validate_order'] / total:.1%} "
+        f"(truth {truth['validate_order'] / total:.1%}), price "
+        f"{measured['price_order'] / total:.1%} (truth {truth['price_order'] / total:.1%})"
+    )
     assert walls["load_customer"] / walls["all"] > 0.3, "the wait dominates wall time"
     assert wait_share == pytest.approx(truth["load_customer"] / total, abs=0.03)
     for name in ("validate_order", "price_order"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from wsgiprof.export import get_exporter
 from wsgiprof.export.folded import FoldedExporter
 from wsgiprof.model import EndpointProfile, Frame, Stack, Weight

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from wsgiprof.export import get_exporter
 from wsgiprof.export.pprof import PprofExporter, varint
 from wsgiprof.model import EndpointProfile, Frame, Weight

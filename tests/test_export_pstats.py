@@ -6,6 +6,7 @@ import pstats
 from pathlib import Path
 
 import pytest
+
 from wsgiprof.export import get_exporter
 from wsgiprof.export.pstats import FuncKey, FuncStats, PstatsExporter
 from wsgiprof.model import EndpointProfile, Frame, Weight, WeightKind

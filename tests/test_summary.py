@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from wsgiprof.model import EndpointProfile, Frame, Stack, Weight
 from wsgiprof.stores.base import ProcessInfo, Snapshot
 from wsgiprof.summary import build_summary

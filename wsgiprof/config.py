@@ -83,9 +83,13 @@ class Config:
         if self.engine not in ENGINES:
             raise ConfigError(_var("engine"), self.engine, " or ".join(ENGINES))
         if not (self.path.startswith("/") and len(self.path) > 1 and not self.path.endswith("/")):
-            raise ConfigError(_var("path"), self.path, "a path such as /_wsgiprof (leading /, no trailing /)")
+            raise ConfigError(
+                _var("path"), self.path, "a path such as /_wsgiprof (leading /, no trailing /)"
+            )
         if self.token is not None and (len(self.token) < 8 or self.token != self.token.strip()):
-            raise ConfigError(_var("token"), "<hidden>", "at least 8 characters without surrounding spaces")
+            raise ConfigError(
+                _var("token"), "<hidden>", "at least 8 characters without surrounding spaces"
+            )
         if not (
             self.store == "memory"
             or self.store.startswith("sqlite:///")
@@ -100,9 +104,7 @@ class Config:
                 raise ConfigError(_var(name), value, "a whole number of at least 1")
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Config:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Read ``WSGIPROF_*`` variables; keyword ``overrides`` win over the environment.
 
         When no store is set, the default is a SQLite file named for the application when a shared

@@ -129,7 +129,7 @@ def _normalize(path: str) -> str:
     if "//" in path:
         path = _SLASHES.sub("/", path)
     parts = path.split("/", MAX_SEGMENTS + 1)
-    if len(parts) > MAX_SEGMENTS + 1:
+    if len(parts) > MAX_SEGMENTS + 1 and parts[-1]:
         parts[-1] = "…"
     for index, part in enumerate(parts):
         if part.isdigit():

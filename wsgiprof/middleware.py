@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from wsgiprof.config import Config
-from wsgiprof.engines.base import EngineUnavailable
+from wsgiprof.engines.base import EngineUnavailableError
 from wsgiprof.model import ProfiledRequest
 
 if TYPE_CHECKING:
@@ -93,9 +93,7 @@ class ProfilerMiddleware:
 
             self._dashboard = Dashboard(cfg, read=self.read, reset=self.reset, engine=cfg.engine)
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self.enabled:
             return self.app(environ, start_response)
         if self._dashboard is not None:
@@ -116,12 +114,14 @@ class ProfilerMiddleware:
     def _start_engine(self) -> ActiveProfile | None:
         try:
             return self._engine.start()
-        except EngineUnavailable as exc:
+        except EngineUnavailableError as exc:
             self._count("engine_unavailable")
             self._warn_once("unavailable", "request served unprofiled: %s", exc)
         except Exception:
             self._count("engine_errors")
-            self._warn_once("start", "profiler failed to start; request served unprofiled", exc=True)
+            self._warn_once(
+                "start", "profiler failed to start; request served unprofiled", exc=True
+            )
         return None
 
     def _profiled(
@@ -142,9 +142,9 @@ class ProfilerMiddleware:
         except BaseException:
             self._finish(active, environ, started, status[0] or 500, error=True)
             raise
-        return _ProfiledBody(body, lambda error: self._finish(
-            active, environ, started, status[0], error=error
-        ))
+        return _ProfiledBody(
+            body, lambda error: self._finish(active, environ, started, status[0], error=error)
+        )
 
     def _finish(
         self,
@@ -215,8 +215,9 @@ class ProfilerMiddleware:
         if key in self._warned:
             return
         self._warned.add(key)
-        logger.warning(message + " (further occurrences are counted, not logged)", *args,
-                       exc_info=exc)
+        logger.warning(
+            message + " (further occurrences are counted, not logged)", *args, exc_info=exc
+        )
 
 
 class _ProfiledBody:

@@ -234,12 +234,12 @@ class EndpointProfile:
         self.overflow_samples += weight.samples
         table = self.stacks
         for depth in range(len(stack) - 1, 0, -1):
-            key = stack[:depth] + (OVERFLOW,)
+            key = (*stack[:depth], OVERFLOW)
             target = table.get(key)
             if target is not None:
                 target.add(weight)
                 return
-        key = stack[:1] + (OVERFLOW,)
+        key = (*stack[:1], OVERFLOW)
         target = table.setdefault(key, Weight())
         target.add(weight)
 
@@ -291,7 +291,8 @@ def function_stats(stacks: Mapping[Stack, Weight], kind: WeightKind = "cpu") -> 
         for frame in set(stack):
             total_time[frame] = total_time.get(frame, 0.0) + value
     result = [
-        FunctionStats(frame, self_time.get(frame, 0.0), total) for frame, total in total_time.items()
+        FunctionStats(frame, self_time.get(frame, 0.0), total)
+        for frame, total in total_time.items()
     ]
     result.sort(key=lambda s: (-s.self_seconds, -s.total_seconds, s.frame))
     return result
@@ -307,7 +308,9 @@ def iter_weighted(
             yield stack, value
 
 
-def merge_profiles(profiles: Iterable[EndpointProfile], name: str = "all endpoints") -> EndpointProfile:
+def merge_profiles(
+    profiles: Iterable[EndpointProfile], name: str = "all endpoints"
+) -> EndpointProfile:
     """One profile holding every stack of ``profiles``, each under a root frame naming its endpoint.
 
     Used for the all-endpoints downloads, so a flamegraph of everything still splits by endpoint.
@@ -323,5 +326,5 @@ def merge_profiles(profiles: Iterable[EndpointProfile], name: str = "all endpoin
         merged.latency.merge(profile.latency)
         merged.cpu_latency.merge(profile.cpu_latency)
         merged.overflow_samples += profile.overflow_samples
-        merged.add_stacks(((root,) + stack, weight) for stack, weight in profile.stacks.items())
+        merged.add_stacks(((root, *stack), weight) for stack, weight in profile.stacks.items())
     return merged

@@ -52,7 +52,9 @@ def build_rows(count: int) -> list[dict[str, Any]]:
 def render_rows(rows: list[dict[str, Any]]) -> str:
     """Render rows as text: the hot function of the example."""
     if FAST_REPORT:
-        return "\n".join(f"{row['id']:>6} {row['label']:<12} {row['amount']:>10.2f}" for row in rows)
+        return "\n".join(
+            f"{row['id']:>6} {row['label']:<12} {row['amount']:>10.2f}" for row in rows
+        )
     lines = []
     for row in rows:
         cells = []
@@ -80,12 +82,16 @@ def login() -> Any:
 
 @app.get("/users/<int:user_id>")
 def user(user_id: int) -> Any:
-    row = _db().execute(
-        "SELECT id, name, score FROM users WHERE id = ?", (user_id % 5000,)
-    ).fetchone()
-    friends = _db().execute(
-        "SELECT id, name FROM users WHERE score > ? ORDER BY score LIMIT 50", (row[2],)
-    ).fetchall()
+    row = (
+        _db()
+        .execute("SELECT id, name, score FROM users WHERE id = ?", (user_id % 5000,))
+        .fetchone()
+    )
+    friends = (
+        _db()
+        .execute("SELECT id, name FROM users WHERE score > ? ORDER BY score LIMIT 50", (row[2],))
+        .fetchall()
+    )
     return jsonify(id=row[0], name=row[1], score=row[2], friends=[f[1] for f in friends])
 
 

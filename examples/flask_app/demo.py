@@ -103,9 +103,7 @@ def run_load(url: str, total: int, concurrency: int) -> dict[int, int]:
     statuses: dict[int, int] = {}
     started = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
-        futures = [
-            pool.submit(_request, url, *plan[i % len(plan)], i) for i in range(total)
-        ]
+        futures = [pool.submit(_request, url, *plan[i % len(plan)], i) for i in range(total)]
         for done, future in enumerate(futures, 1):
             status = future.result()
             statuses[status] = statuses.get(status, 0) + 1
@@ -181,8 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         WSGIPROF_STORE=os.environ.get("WSGIPROF_STORE", "memory"),
     )
     port = _free_port()
-    print(f"Example app under gunicorn ({args.workers} worker x {args.threads} threads), "
-          f"sample rate {args.sample_rate}, {args.requests} requests on 127.0.0.1:{port}")
+    print(
+        f"Example app under gunicorn ({args.workers} worker x {args.threads} threads), "
+        f"sample rate {args.sample_rate}, {args.requests} requests on 127.0.0.1:{port}"
+    )
     with serve(port, env, args.workers, args.threads) as url:
         statuses = run_load(url, args.requests, args.concurrency)
         print(f"  statuses: {dict(sorted(statuses.items()))}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from wsgiprof.config import Config
-from wsgiprof.engines.base import ActiveProfile, Capture, Engine, EngineUnavailable
+from wsgiprof.engines.base import ActiveProfile, Capture, Engine, EngineUnavailableError
 
-__all__ = ["ActiveProfile", "Capture", "Engine", "EngineUnavailable", "create_engine"]
+__all__ = ["ActiveProfile", "Capture", "Engine", "EngineUnavailableError", "create_engine"]
 
 
 def create_engine(config: Config) -> Engine:

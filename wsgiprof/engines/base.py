@@ -3,7 +3,7 @@
 An engine is built once per process. ``start()`` runs on the request's thread just before the
 application is called and returns an :class:`ActiveProfile`; ``stop()`` on that profile, on the same
 thread, ends it and returns a :class:`Capture`. An engine that cannot profile this request (another
-profiler already owns the thread) raises :class:`EngineUnavailable`, and the request is served
+profiler already owns the thread) raises :class:`EngineUnavailableError`, and the request is served
 unprofiled.
 """
 
@@ -15,7 +15,7 @@ from typing import Protocol
 from wsgiprof.model import Stack, Weight
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailableError(RuntimeError):
     """The engine cannot profile this request; the request goes on unprofiled."""
 
 
@@ -45,7 +45,7 @@ class Engine(Protocol):
     name: str
 
     def start(self) -> ActiveProfile:
-        """Begin profiling the current thread for one request, or raise EngineUnavailable."""
+        """Begin profiling the current thread for one request, or raise EngineUnavailableError."""
 
     def close(self) -> None:
         """Release process-wide resources (threads, hooks)."""

@@ -33,7 +33,7 @@ from typing import Any
 from pyinstrument.stack_sampler import get_stack_sampler
 
 import wsgiprof
-from wsgiprof.engines.base import Capture, EngineUnavailable
+from wsgiprof.engines.base import Capture, EngineUnavailableError
 from wsgiprof.model import OUTSIDE_APP, Frame, Stack, Weight
 
 BLOCKING_BUILTINS: frozenset[str] = frozenset(
@@ -100,6 +100,7 @@ Entry = tuple[str, int, int]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(wsgiprof.__file__)) + os.sep
 _CACHE_LIMIT = 50_000
+_OUTSIDE: Stack = (OUTSIDE_APP,)
 _SEP = "\x00"
 _ATTR = "\x01"
 
@@ -113,9 +114,7 @@ class PyinstrumentEngine:
 
     name = "pyinstrument"
 
-    def __init__(
-        self, *, interval: float = 0.001, off_cpu_functions: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, *, interval: float = 0.001, off_cpu_functions: Iterable[str] = ()) -> None:
         self.interval = interval
         self._extra_off_cpu = frozenset(off_cpu_functions)
         self._frames: dict[str, tuple[Frame, bool]] = {}
@@ -123,10 +122,12 @@ class PyinstrumentEngine:
 
     def start(self) -> PyinstrumentProfile:
         if sys.getprofile() is not None:
-            raise EngineUnavailable("another profiler is active on this thread")
+            raise EngineUnavailableError("another profiler is active on this thread")
         sampler = get_stack_sampler()
         if sampler.subscribers:
-            raise EngineUnavailable("a pyinstrument profiler is already running on this thread")
+            raise EngineUnavailableError(
+                "a pyinstrument profiler is already running on this thread"
+            )
         caller = sys._getframe(1)
         depth = 0
         frame: FrameType | None = caller
@@ -140,7 +141,7 @@ class PyinstrumentEngine:
                 profile.on_sample, desired_interval=self.interval, use_async_context=False
             )
         except (RuntimeError, ValueError) as exc:
-            raise EngineUnavailable(str(exc)) from exc
+            raise EngineUnavailableError(str(exc)) from exc
         return profile
 
     def close(self) -> None:
@@ -189,7 +190,7 @@ class PyinstrumentEngine:
             if caller.file == file and caller.line == line:
                 start = depth
         stack = tuple(frame for frame, _ in frames[start:]) if start >= 0 else ()
-        stack = stack or (OUTSIDE_APP,)
+        stack = stack or _OUTSIDE
         if len(self._stacks) >= _CACHE_LIMIT:
             self._stacks.clear()
         self._stacks[key] = stack
@@ -244,14 +245,18 @@ class PyinstrumentProfile:
         return self._capture(cpu_end - self._cpu_start, wall_end - self._wall_start)
 
     def _capture(self, cpu_total: float, wall_total: float) -> Capture:
+        """Weight each sampled stack with its wall time and the CPU its thread gained meanwhile.
+
+        Where a sample's interval is known to hold CPU that ran before a wait (the wait itself
+        burns none), that CPU goes to the stack that was running before the wait.
+        """
         stacks: dict[Stack, Weight] = {}
         to_stack = self._engine.to_stack
         entry = self._entry
+        interval = self._engine.interval
         cpu_before = self._cpu_start
         wall_sum = 0.0
         previous: Weight | None = None
-        interval = self._engine.interval
-        delayed = 2 * interval
         previous_rate = 1.0
         for call_stack, elapsed, cpu_now in self._records:
             stack = to_stack(call_stack, entry)
@@ -261,27 +266,29 @@ class PyinstrumentProfile:
             weight.samples += 1
             weight.wall += elapsed
             cpu = cpu_now - cpu_before
-            if previous is not None:
-                if stack[-1].off_cpu:
-                    # A blocking call burns no CPU: what the thread used in this interval ran
-                    # before the call began, in the code of the previous sample.
-                    previous.cpu += cpu
-                    cpu = 0.0
-                elif elapsed >= delayed and cpu < 0.5 * elapsed:
-                    # No event for a while and mostly off CPU: the thread blocked somewhere the
-                    # profiler cannot see (a C extension waiting on the network, the GIL). The
-                    # code before the block ran for less than one interval after the previous
-                    # sample, half an interval on average, at the previous sample's CPU rate.
-                    moved = min(cpu, 0.5 * interval * previous_rate)
-                    previous.cpu += moved
-                    cpu -= moved
+            if stack[-1].off_cpu:
+                # A blocking call burns no CPU: what the thread used in this interval ran before
+                # the call began, in the code of the previous sample or else in the caller.
+                before = previous or stacks.setdefault(stack[:-1] or _OUTSIDE, Weight())
+                before.cpu += cpu
+                cpu = 0.0
+            elif previous is not None and elapsed >= 2 * interval and cpu < 0.5 * elapsed:
+                # No event for a while and mostly off CPU: the thread blocked where the profiler
+                # cannot see (a C extension waiting on the network, the GIL). The code before the
+                # block ran for less than one interval after the previous sample: half an
+                # interval on average, at the previous sample's CPU rate.
+                moved = min(cpu, 0.5 * interval * previous_rate)
+                previous.cpu += moved
+                cpu -= moved
             weight.cpu += cpu
-            previous = weight
             previous_rate = min(1.0, (cpu_now - cpu_before) / elapsed) if elapsed > 0 else 1.0
+            if stack[-1].off_cpu:
+                weight = stacks.setdefault(stack[:-1] or _OUTSIDE, Weight())
+            previous = weight
             cpu_before = cpu_now
             wall_sum += elapsed
-        # Between the last sample and stop(): the code of the last sample finishing, or nothing.
-        tail = previous if previous is not None else stacks.setdefault((OUTSIDE_APP,), Weight())
+        # Between the last sample and stop(): the code of the last sample finishing.
+        tail = previous or stacks.setdefault(_OUTSIDE, Weight())
         tail.wall += max(wall_total - wall_sum, 0.0)
         tail.cpu += max(self._cpu_start + cpu_total - cpu_before, 0.0)
         self._records = []

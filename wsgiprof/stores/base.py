@@ -44,7 +44,7 @@ class Snapshot:
     lost_flushes: int = 0
 
     def merge_delta(self, delta: Mapping[str, EndpointProfile]) -> None:
-        """Add a process's not yet flushed delta to this snapshot (the snapshot is a private copy)."""
+        """Add a process's unflushed delta to this snapshot (a private copy)."""
         for name, profile in delta.items():
             current = self.endpoints.get(name)
             if current is None:

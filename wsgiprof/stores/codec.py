@@ -1,0 +1,288 @@
+"""Compact, versioned bytes for per-process deltas, and dicts for process readings.
+
+Shared stores (SQLite, Redis) keep each flushed delta as one opaque blob. Layout, version 1::
+
+    b"WPD" <version byte> zlib(<u32 length of meta> <meta: UTF-8 JSON> <binary arrays>)
+
+The JSON meta holds the frame table (each distinct frame once) and the per-endpoint counters and
+histograms. Stacks and weights, the bulk of a delta, are little-endian arrays: stack depths, frame
+indexes (root first, 16-bit when the table allows), samples, and wall/CPU seconds as IEEE doubles,
+so floats come back bit for bit. Encoding and decoding cost about one dict lookup and one tuple slot
+per frame, no JSON per number. An unknown header or version is refused with :class:`CodecError`,
+never guessed at.
+
+Example::
+
+    blob = encode_delta(aggregator.drain())
+    delta = decode_delta(blob)          # == the drained delta, field for field
+    info = process_from_dict(process_to_dict(ProcessInfo()))
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import operator
+import struct
+import sys
+import zlib
+from collections.abc import Mapping
+from itertools import chain
+from typing import Any
+
+from wsgiprof.model import EndpointProfile, Frame, Histogram, Stack, Weight
+from wsgiprof.stores.base import ProcessInfo
+
+__all__ = [
+    "CODEC_VERSION",
+    "CodecError",
+    "decode_delta",
+    "encode_delta",
+    "process_from_dict",
+    "process_to_dict",
+]
+
+CODEC_VERSION = 1
+"""Version written by :func:`encode_delta`; :func:`decode_delta` reads this version only."""
+
+_MAGIC = b"WPD"
+_HEADER = _MAGIC + bytes((CODEC_VERSION,))
+_META_LENGTH = struct.Struct("<I")
+_COMPRESSION_LEVEL = 1
+_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+_SWAP = sys.byteorder == "big"
+_SAMPLES = operator.attrgetter("samples")
+_WALL = operator.attrgetter("wall")
+_CPU = operator.attrgetter("cpu")
+
+
+def _typecode(size: int, kinds: str) -> str:
+    for code in kinds:
+        if array.array(code).itemsize == size:
+            return code
+    raise ImportError(f"no {size}-byte array type among {kinds!r}")  # pragma: no cover
+
+
+_U16 = _typecode(2, "H")
+_U32 = _typecode(4, "IL")
+_F64 = _typecode(8, "d")
+_I64 = _typecode(8, "q")
+
+
+class CodecError(ValueError):
+    """Bytes that are not a delta this version of wsgiprof can read (foreign, corrupt or newer)."""
+
+
+class _FrameIndex(dict[Frame, int]):
+    """Numbers frames in order of first use; ``index[frame]`` never raises."""
+
+    def __missing__(self, frame: Frame) -> int:
+        number = self[frame] = len(self)
+        return number
+
+
+def _flat_histogram(histogram: Histogram) -> list[int]:
+    flat: list[int] = []
+    for bucket, count in histogram.counts.items():
+        flat.append(bucket)
+        flat.append(count)
+    return flat
+
+
+def _histogram(flat: list[int]) -> Histogram:
+    return Histogram(dict(zip(flat[0::2], flat[1::2])))
+
+
+def _to_bytes(values: array.array[Any]) -> bytes:
+    if _SWAP:  # pragma: no cover
+        values = array.array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _from_bytes(typecode: str, data: memoryview, offset: int, count: int) -> tuple[array.array[Any], int]:
+    values = array.array(typecode)
+    end = offset + count * values.itemsize
+    if end > len(data):
+        raise CodecError("corrupt wsgiprof delta: truncated arrays")
+    values.frombytes(data[offset:end])
+    if _SWAP:  # pragma: no cover
+        values.byteswap()
+    return values, end
+
+
+def encode_delta(delta: Mapping[str, EndpointProfile]) -> bytes:
+    """Serialise a delta (endpoint key → profile) to compact bytes that :func:`decode_delta` reads."""
+    index = _FrameIndex()
+    all_stacks: list[Stack] = []
+    all_weights: list[Weight] = []
+    endpoints: list[dict[str, Any]] = []
+    for key, profile in delta.items():
+        stacks = profile.stacks
+        all_stacks.extend(stacks)
+        all_weights.extend(stacks.values())
+        record: dict[str, Any] = {
+            "key": key,
+            "requests": profile.requests,
+            "sampled": profile.sampled,
+            "errors": profile.errors,
+            "cpu": profile.cpu,
+            "wall": profile.wall,
+            "latency": _flat_histogram(profile.latency),
+            "cpu_latency": _flat_histogram(profile.cpu_latency),
+            "overflow_samples": profile.overflow_samples,
+            "stack_cap": profile.stack_cap,
+            "stacks": len(stacks),
+        }
+        if profile.name != key:
+            record["name"] = profile.name
+        endpoints.append(record)
+    frame_numbers = list(map(index.__getitem__, chain.from_iterable(all_stacks)))
+    wide = len(index) > 0xFFFF
+    meta = {
+        "frames": [[f.function, f.file, f.line, 1 if f.off_cpu else 0] for f in index],
+        "wide": wide,
+        "endpoints": endpoints,
+    }
+    text = _ENCODER.encode(meta).encode("utf-8", "surrogatepass")
+    body = b"".join(
+        (
+            _META_LENGTH.pack(len(text)),
+            text,
+            _to_bytes(array.array(_U32, map(len, all_stacks))),
+            _to_bytes(array.array(_U32 if wide else _U16, frame_numbers)),
+            _to_bytes(array.array(_I64, map(_SAMPLES, all_weights))),
+            _to_bytes(array.array(_F64, map(_WALL, all_weights))),
+            _to_bytes(array.array(_F64, map(_CPU, all_weights))),
+        )
+    )
+    return _HEADER + zlib.compress(body, _COMPRESSION_LEVEL)
+
+
+def decode_delta(data: bytes) -> dict[str, EndpointProfile]:
+    """Rebuild the delta that :func:`encode_delta` serialised.
+
+    Raises :class:`CodecError` for bytes of another format, a newer version, or corrupt content.
+    """
+    if len(data) < len(_HEADER) or data[: len(_MAGIC)] != _MAGIC:
+        raise CodecError("not a wsgiprof delta (bad header)")
+    version = data[len(_MAGIC)]
+    if version != CODEC_VERSION:
+        raise CodecError(
+            f"wsgiprof delta format version {version} is not supported: this wsgiprof reads "
+            f"version {CODEC_VERSION} only; upgrade wsgiprof in every process sharing the store, "
+            "or reset the store"
+        )
+    try:
+        return _decode_body(memoryview(zlib.decompress(data[len(_HEADER) :])))
+    except CodecError:
+        raise
+    except (zlib.error, struct.error, UnicodeDecodeError, ValueError, KeyError, TypeError,
+            IndexError, OverflowError) as exc:
+        raise CodecError(f"corrupt wsgiprof delta: {exc!r}") from exc
+
+
+def _decode_body(body: memoryview) -> dict[str, EndpointProfile]:
+    (meta_length,) = _META_LENGTH.unpack_from(body, 0)
+    offset = _META_LENGTH.size + meta_length
+    meta = _DECODER.decode(bytes(body[_META_LENGTH.size : offset]).decode("utf-8", "surrogatepass"))
+    frames = [
+        Frame(function, file, line, bool(off_cpu))
+        for function, file, line, off_cpu in meta["frames"]
+    ]
+    records = meta["endpoints"]
+    stack_count = sum(record["stacks"] for record in records)
+    depths, offset = _from_bytes(_U32, body, offset, stack_count)
+    numbers, offset = _from_bytes(_U32 if meta["wide"] else _U16, body, offset, sum(depths))
+    samples, offset = _from_bytes(_I64, body, offset, stack_count)
+    walls, offset = _from_bytes(_F64, body, offset, stack_count)
+    cpus, offset = _from_bytes(_F64, body, offset, stack_count)
+    if offset != len(body):
+        raise CodecError("corrupt wsgiprof delta: trailing bytes")
+    frame_numbers = numbers.tolist()
+    if frame_numbers and max(frame_numbers) >= len(frames):
+        raise CodecError("corrupt wsgiprof delta: frame index out of range")
+    getter = operator.itemgetter
+    stacks_in_order: list[Stack] = []
+    append = stacks_in_order.append
+    position = 0
+    for depth in depths.tolist():
+        if depth > 1:
+            append(getter(*frame_numbers[position : position + depth])(frames))
+        elif depth == 1:
+            append((frames[frame_numbers[position]],))
+        else:
+            append(())
+        position += depth
+    weights = list(map(Weight, samples.tolist(), walls.tolist(), cpus.tolist()))
+
+    delta: dict[str, EndpointProfile] = {}
+    start = 0
+    for record in records:
+        end = start + record["stacks"]
+        key = record["key"]
+        delta[key] = EndpointProfile(
+            record.get("name", key),
+            requests=record["requests"],
+            sampled=record["sampled"],
+            errors=record["errors"],
+            cpu=record["cpu"],
+            wall=record["wall"],
+            latency=_histogram(record["latency"]),
+            cpu_latency=_histogram(record["cpu_latency"]),
+            stacks=dict(zip(stacks_in_order[start:end], weights[start:end])),
+            overflow_samples=record["overflow_samples"],
+            stack_cap=record["stack_cap"],
+        )
+        start = end
+    return delta
+
+
+_PROCESS_FIELDS = ("pid", "host", "cpu_percent", "rss_bytes", "threads", "last_seen")
+
+
+def process_to_dict(info: ProcessInfo) -> dict[str, Any]:
+    """A JSON-ready dict of a process reading (the inverse of :func:`process_from_dict`)."""
+    return {name: getattr(info, name) for name in _PROCESS_FIELDS}
+
+
+def process_from_dict(data: Mapping[str, Any]) -> ProcessInfo:
+    """Rebuild a process reading; unknown keys (from a newer wsgiprof) are ignored.
+
+    Raises :class:`CodecError` when ``pid`` or ``host`` is missing or a field has the wrong type.
+    """
+    try:
+        pid = data["pid"]
+        host = data["host"]
+    except KeyError as exc:
+        raise CodecError(f"process reading without {exc.args[0]!r}") from None
+    cpu_percent = data.get("cpu_percent")
+    rss_bytes = data.get("rss_bytes")
+    threads = data.get("threads")
+    last_seen = data.get("last_seen", 0.0)
+    if not (
+        _is_int(pid)
+        and isinstance(host, str)
+        and (cpu_percent is None or _is_number(cpu_percent))
+        and (rss_bytes is None or _is_int(rss_bytes))
+        and (threads is None or _is_int(threads))
+        and _is_number(last_seen)
+    ):
+        raise CodecError(f"process reading with a field of the wrong type: {dict(data)!r}")
+    return ProcessInfo(
+        pid=pid,
+        host=host,
+        cpu_percent=cpu_percent,
+        rss_bytes=rss_bytes,
+        threads=threads,
+        last_seen=last_seen,
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
