@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wsgiprof.model import EndpointProfile, Frame, Stack, Weight
+from wsgiprof.model import UNSAMPLED, EndpointProfile, Frame, ProfiledRequest, Stack, Weight
 from wsgiprof.stores.base import ProcessInfo, Snapshot
 from wsgiprof.summary import build_summary
 
@@ -132,6 +132,7 @@ def test_endpoint_fields() -> None:
         "cpu_wall_ratio": 0.6,
         "off_cpu_seconds": 0.2,
         "overflow_samples": 0,
+        "outside_cpu_seconds": 0.0,
     }
     assert report["p50_wall_ms"] == pytest.approx(100.0, rel=0.05)
     assert report["p95_wall_ms"] == pytest.approx(400.0, rel=0.05)
@@ -232,3 +233,25 @@ def test_strict_json_and_compact_floats() -> None:
     text = json.dumps(summary, allow_nan=False)
     assert "0.30000000000000004" not in text
     assert summary["processes"][1]["cpu_percent"] is None
+
+
+def test_top_functions_leave_out_frames_wsgiprof_adds() -> None:
+    app_frame = Frame("handler", "/srv/app/views.py", 3)
+    profile = EndpointProfile("GET /tiny")
+    profile.add_request(
+        ProfiledRequest(
+            endpoint="GET /tiny",
+            start=0.0,
+            wall=0.004,
+            cpu=0.004,
+            status=200,
+            stacks={
+                (UNSAMPLED,): Weight(1, 0.003, 0.003),
+                (app_frame,): Weight(1, 0.001, 0.001),
+            },
+        )
+    )
+    snapshot = Snapshot(window_start=0.0, window_end=1.0, endpoints={"GET /tiny": profile})
+    entry = build_summary(snapshot, engine="pyinstrument", sample_rate=1.0)["endpoints"][0]
+    assert [f["name"] for f in entry["top_functions"]] == ["handler"]
+    assert entry["outside_cpu_seconds"] == pytest.approx(0.003)

@@ -62,11 +62,18 @@ class Frame(NamedTuple):
 Stack = tuple[Frame, ...]
 """A call stack, root first. It starts at the application's entry point, never inside wsgiprof."""
 
-OUTSIDE_APP = Frame("[outside the application]", "<wsgiprof>", 0)
+SYNTHETIC_FILE = "<wsgiprof>"
+"""File name of the frames wsgiprof itself adds (never a function of the application)."""
+
+OUTSIDE_APP = Frame("[outside the application]", SYNTHETIC_FILE, 0)
 """Time a profiled request spent before entering or after leaving the application (server,
 middleware, iteration of the response by the server)."""
 
-OVERFLOW = Frame("[other stacks]", "<wsgiprof>", 0)
+UNSAMPLED = Frame("[too short to sample]", SYNTHETIC_FILE, 0)
+"""All of a request whose every sample fell outside the application: it ran for less than one
+sampling interval, so where its time went inside the application is unknown."""
+
+OVERFLOW = Frame("[other stacks]", SYNTHETIC_FILE, 0)
 """Leaf that collects samples of new stacks once an endpoint has reached its stack cap."""
 
 

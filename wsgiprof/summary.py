@@ -15,7 +15,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from wsgiprof.model import EndpointProfile, function_stats, short_path
+from wsgiprof.model import (
+    SYNTHETIC_FILE,
+    EndpointProfile,
+    FunctionStats,
+    function_stats,
+    short_path,
+)
 from wsgiprof.stores.base import ProcessInfo, Snapshot
 
 SECONDS_DIGITS = 6
@@ -60,6 +66,16 @@ def build_summary(
     }
 
 
+def _application_functions(profile: EndpointProfile) -> list[FunctionStats]:
+    """Functions by self CPU, leaving out the frames wsgiprof adds (time outside the application,
+    requests too short to sample), which are no function a user could change."""
+    return [
+        stats
+        for stats in function_stats(profile.stacks, "cpu")
+        if stats.frame.file != SYNTHETIC_FILE
+    ]
+
+
 def _endpoint(profile: EndpointProfile, total_cpu: float, top: int) -> dict[str, Any]:
     sampled = profile.sampled
     p50 = profile.latency.quantile(0.5)
@@ -83,6 +99,14 @@ def _endpoint(profile: EndpointProfile, total_cpu: float, top: int) -> dict[str,
         "cpu_wall_ratio": _round(profile.cpu / profile.wall if profile.wall > 0 else None, 4),
         "off_cpu_seconds": _round(off_cpu, SECONDS_DIGITS),
         "overflow_samples": profile.overflow_samples,
+        "outside_cpu_seconds": _round(
+            sum(
+                weight.cpu
+                for stack, weight in profile.stacks.items()
+                if stack and stack[0].file == SYNTHETIC_FILE
+            ),
+            SECONDS_DIGITS,
+        ),
         "top_functions": [
             {
                 "name": stats.frame.function,
@@ -93,7 +117,7 @@ def _endpoint(profile: EndpointProfile, total_cpu: float, top: int) -> dict[str,
                 "self_cpu_seconds": _round(stats.self_seconds, SECONDS_DIGITS),
                 "total_cpu_seconds": _round(stats.total_seconds, SECONDS_DIGITS),
             }
-            for stats in function_stats(profile.stacks, "cpu")[:top]
+            for stats in _application_functions(profile)[:top]
         ],
     }
 

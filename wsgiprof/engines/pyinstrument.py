@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import os
+import random
 import sys
 import threading
 import time
@@ -34,7 +35,7 @@ from pyinstrument.stack_sampler import get_stack_sampler
 
 import wsgiprof
 from wsgiprof.engines.base import Capture, EngineUnavailableError
-from wsgiprof.model import OUTSIDE_APP, Frame, Stack, Weight
+from wsgiprof.model import OUTSIDE_APP, UNSAMPLED, Frame, Stack, Weight
 
 BLOCKING_BUILTINS: frozenset[str] = frozenset(
     {
@@ -100,7 +101,9 @@ Entry = tuple[str, int, int]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(wsgiprof.__file__)) + os.sep
 _CACHE_LIMIT = 50_000
+_MIN_PHASE = 2e-5
 _OUTSIDE: Stack = (OUTSIDE_APP,)
+_UNSAMPLED: Stack = (UNSAMPLED,)
 _SEP = "\x00"
 _ATTR = "\x01"
 
@@ -117,6 +120,7 @@ class PyinstrumentEngine:
     def __init__(self, *, interval: float = 0.001, off_cpu_functions: Iterable[str] = ()) -> None:
         self.interval = interval
         self._extra_off_cpu = frozenset(off_cpu_functions)
+        self._random = random.Random().random
         self._frames: dict[str, tuple[Frame, bool]] = {}
         self._stacks: dict[tuple[Entry, tuple[str, ...]], Stack] = {}
 
@@ -136,10 +140,11 @@ class PyinstrumentEngine:
             frame = frame.f_back
         entry = (caller.f_code.co_filename, caller.f_code.co_firstlineno, depth)
         profile = PyinstrumentProfile(self, entry)
+        # The first sample comes after a random fraction of the interval, so requests shorter
+        # than the interval are sampled in proportion to their duration instead of never.
+        phase = max(self._random() * self.interval, _MIN_PHASE)
         try:
-            sampler.subscribe(
-                profile.on_sample, desired_interval=self.interval, use_async_context=False
-            )
+            sampler.subscribe(profile.on_sample, desired_interval=phase, use_async_context=False)
         except (RuntimeError, ValueError) as exc:
             raise EngineUnavailableError(str(exc)) from exc
         return profile
@@ -231,6 +236,12 @@ class PyinstrumentProfile:
         if self._stopped:
             return
         self._records.append((call_stack, elapsed, time.thread_time()))
+        if len(self._records) == 1:
+            sampler = get_stack_sampler()
+            for subscriber in sampler.subscribers:
+                if subscriber.target == self.on_sample:
+                    subscriber.desired_interval = self._engine.interval
+            sampler._update()
 
     def stop(self) -> Capture | None:
         if self._stopped:
@@ -287,9 +298,14 @@ class PyinstrumentProfile:
             previous = weight
             cpu_before = cpu_now
             wall_sum += elapsed
+        self._records = []
+        if all(stack == _OUTSIDE for stack in stacks):
+            samples = sum(weight.samples for weight in stacks.values())
+            return Capture(
+                cpu_total, wall_total, {_UNSAMPLED: Weight(samples, wall_total, cpu_total)}
+            )
         # Between the last sample and stop(): the code of the last sample finishing.
         tail = previous or stacks.setdefault(_OUTSIDE, Weight())
         tail.wall += max(wall_total - wall_sum, 0.0)
         tail.cpu += max(self._cpu_start + cpu_total - cpu_before, 0.0)
-        self._records = []
         return Capture(cpu=cpu_total, wall=wall_total, stacks=stacks)

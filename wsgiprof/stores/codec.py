@@ -91,7 +91,7 @@ def _flat_histogram(histogram: Histogram) -> list[int]:
 
 
 def _histogram(flat: list[int]) -> Histogram:
-    return Histogram(dict(zip(flat[0::2], flat[1::2])))
+    return Histogram(dict(zip(flat[0::2], flat[1::2], strict=True)))
 
 
 def _to_bytes(values: array.array[Any]) -> bytes:
@@ -101,7 +101,9 @@ def _to_bytes(values: array.array[Any]) -> bytes:
     return values.tobytes()
 
 
-def _from_bytes(typecode: str, data: memoryview, offset: int, count: int) -> tuple[array.array[Any], int]:
+def _from_bytes(
+    typecode: str, data: memoryview, offset: int, count: int
+) -> tuple[array.array[Any], int]:
     values = array.array(typecode)
     end = offset + count * values.itemsize
     if end > len(data):
@@ -113,7 +115,7 @@ def _from_bytes(typecode: str, data: memoryview, offset: int, count: int) -> tup
 
 
 def encode_delta(delta: Mapping[str, EndpointProfile]) -> bytes:
-    """Serialise a delta (endpoint key → profile) to compact bytes that :func:`decode_delta` reads."""
+    """Serialise a delta (endpoint key → profile) to bytes that :func:`decode_delta` reads."""
     index = _FrameIndex()
     all_stacks: list[Stack] = []
     all_weights: list[Weight] = []
@@ -160,10 +162,14 @@ def encode_delta(delta: Mapping[str, EndpointProfile]) -> bytes:
     return _HEADER + zlib.compress(body, _COMPRESSION_LEVEL)
 
 
-def decode_delta(data: bytes) -> dict[str, EndpointProfile]:
+def decode_delta(
+    data: bytes, *, frame_cache: dict[Frame, Frame] | None = None
+) -> dict[str, EndpointProfile]:
     """Rebuild the delta that :func:`encode_delta` serialised.
 
-    Raises :class:`CodecError` for bytes of another format, a newer version, or corrupt content.
+    ``frame_cache``, shared over the deltas of one read, makes equal frames the same object, so
+    merging those deltas compares stacks by identity. Raises :class:`CodecError` for bytes of
+    another format, a newer version, or corrupt content.
     """
     if len(data) < len(_HEADER) or data[: len(_MAGIC)] != _MAGIC:
         raise CodecError("not a wsgiprof delta (bad header)")
@@ -175,15 +181,25 @@ def decode_delta(data: bytes) -> dict[str, EndpointProfile]:
             "or reset the store"
         )
     try:
-        return _decode_body(memoryview(zlib.decompress(data[len(_HEADER) :])))
+        return _decode_body(memoryview(zlib.decompress(data[len(_HEADER) :])), frame_cache)
     except CodecError:
         raise
-    except (zlib.error, struct.error, UnicodeDecodeError, ValueError, KeyError, TypeError,
-            IndexError, OverflowError) as exc:
+    except (
+        zlib.error,
+        struct.error,
+        UnicodeDecodeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        OverflowError,
+    ) as exc:
         raise CodecError(f"corrupt wsgiprof delta: {exc!r}") from exc
 
 
-def _decode_body(body: memoryview) -> dict[str, EndpointProfile]:
+def _decode_body(
+    body: memoryview, frame_cache: dict[Frame, Frame] | None
+) -> dict[str, EndpointProfile]:
     (meta_length,) = _META_LENGTH.unpack_from(body, 0)
     offset = _META_LENGTH.size + meta_length
     meta = _DECODER.decode(bytes(body[_META_LENGTH.size : offset]).decode("utf-8", "surrogatepass"))
@@ -191,6 +207,8 @@ def _decode_body(body: memoryview) -> dict[str, EndpointProfile]:
         Frame(function, file, line, bool(off_cpu))
         for function, file, line, off_cpu in meta["frames"]
     ]
+    if frame_cache is not None:
+        frames = [frame_cache.setdefault(frame, frame) for frame in frames]
     records = meta["endpoints"]
     stack_count = sum(record["stacks"] for record in records)
     depths, offset = _from_bytes(_U32, body, offset, stack_count)
@@ -231,7 +249,7 @@ def _decode_body(body: memoryview) -> dict[str, EndpointProfile]:
             wall=record["wall"],
             latency=_histogram(record["latency"]),
             cpu_latency=_histogram(record["cpu_latency"]),
-            stacks=dict(zip(stacks_in_order[start:end], weights[start:end])),
+            stacks=dict(zip(stacks_in_order[start:end], weights[start:end], strict=True)),
             overflow_samples=record["overflow_samples"],
             stack_cap=record["stack_cap"],
         )
