@@ -12,9 +12,12 @@ returns the application's own response untouched and does no work per request.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
     from wsgiprof.dashboard import Dashboard
     from wsgiprof.engines.base import ActiveProfile, Engine
+    from wsgiprof.flusher import Flusher
     from wsgiprof.stores.base import Snapshot, Store
 
     ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
@@ -72,6 +76,7 @@ class ProfilerMiddleware:
         from wsgiprof.aggregate import Aggregator
         from wsgiprof.endpoints import EndpointNamer
         from wsgiprof.engines import create_engine
+        from wsgiprof.flusher import Flusher
         from wsgiprof.resources import ProcessMonitor
         from wsgiprof.sampling import Sampler
         from wsgiprof.stores import MemoryStore, open_store
@@ -83,6 +88,10 @@ class ProfilerMiddleware:
         self._aggregator = Aggregator(max_endpoints=cfg.max_endpoints, stack_cap=cfg.stack_cap)
         self._store: Store = open_store(cfg.store)
         self._shared_store = not isinstance(self._store, MemoryStore)
+        self._flusher: Flusher | None = None
+        if self._shared_store:
+            self._flusher = Flusher(self.flush, interval=cfg.flush_interval)
+            _register_process_hooks(self)
         self._monitor = ProcessMonitor()
         self._lock = threading.Lock()
         self._dashboard: Dashboard | None = None
@@ -100,6 +109,8 @@ class ProfilerMiddleware:
             path = environ.get("PATH_INFO", "")
             if path == self._prefix or path.startswith(self._prefix_slash):
                 return self._dashboard(environ, start_response)
+        if self._flusher is not None and not self._flusher.running:
+            self._flusher.ensure_running()
         if self._sampler.decide(environ):
             active = self._start_engine()
             if active is not None:
@@ -170,6 +181,8 @@ class ProfilerMiddleware:
                 error=error or status >= 500,
             )
             self._aggregator.add(request)
+            if self._flusher is not None and self._flusher.overdue():
+                self._flusher.flush_now()
         except Exception:
             self._count("engine_errors")
             self._warn_once("finish", "profile of a request was lost", exc=True)
@@ -200,12 +213,35 @@ class ProfilerMiddleware:
             return start
 
     def close(self) -> None:
-        """Flush what is left and release the engine and the store."""
+        """Stop the flush thread, flush what is left and release the engine and the store."""
         if not self.enabled:
             return
-        self.flush()
+        if self._flusher is not None:
+            self._flusher.stop()
+        else:
+            self.flush()
         self._engine.close()
         self._store.close()
+
+    def _after_fork_in_child(self) -> None:
+        """Per-process state starts afresh in a forked worker: what the parent aggregated stays
+        the parent's, locks held by the parent's threads at fork time are replaced, and the
+        flush thread (which did not survive the fork) will start on the first request."""
+        from wsgiprof.aggregate import Aggregator
+        from wsgiprof.flusher import Flusher
+
+        cfg = self.config
+        self._aggregator = Aggregator(max_endpoints=cfg.max_endpoints, stack_cap=cfg.stack_cap)
+        self._lock = threading.Lock()
+        self._counter_lock = threading.Lock()
+        self.counters = dict.fromkeys(self.counters, 0)
+        self._monitor.reset()
+        if self._flusher is not None:
+            self._flusher = Flusher(self.flush, interval=cfg.flush_interval)
+
+    def _at_exit(self) -> None:
+        if self._flusher is not None and self._flusher.running:
+            self._flusher.stop()
 
     def _count(self, key: str) -> None:
         with self._counter_lock:
@@ -218,6 +254,26 @@ class ProfilerMiddleware:
         logger.warning(
             message + " (further occurrences are counted, not logged)", *args, exc_info=exc
         )
+
+
+def _register_process_hooks(middleware: ProfilerMiddleware) -> None:
+    """Rebuild per-process state after fork and flush at exit, without keeping the middleware
+    alive (the hooks hold a weak reference)."""
+    ref = weakref.ref(middleware)
+
+    def after_fork_in_child() -> None:
+        target = ref()
+        if target is not None:
+            target._after_fork_in_child()
+
+    def at_exit() -> None:
+        target = ref()
+        if target is not None:
+            target._at_exit()
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=after_fork_in_child)
+    atexit.register(at_exit)
 
 
 class _ProfiledBody:

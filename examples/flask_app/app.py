@@ -13,6 +13,7 @@ load run shows the difference.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
@@ -28,19 +29,36 @@ app = Flask(__name__)
 
 FAST_REPORT = os.environ.get("EXAMPLE_FAST_REPORT", "") == "1"
 UPSTREAM_LATENCY = float(os.environ.get("EXAMPLE_UPSTREAM_LATENCY", "0.03"))
+_DB_URI = "file:example?mode=memory&cache=shared"
 _local = threading.local()
 
 
+@functools.cache
+def _create_db() -> sqlite3.Connection:
+    """Create the shared in-memory database once; the returned connection keeps it alive."""
+    keeper = sqlite3.connect(_DB_URI, uri=True, check_same_thread=False)
+    keeper.execute(
+        "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT, score REAL)"
+    )
+    keeper.executemany(
+        "INSERT OR IGNORE INTO users VALUES (?, ?, ?)",
+        ((i, f"user-{i}", (i * 7919) % 1000 / 10) for i in range(5000)),
+    )
+    keeper.execute("CREATE INDEX IF NOT EXISTS users_score ON users (score)")
+    keeper.commit()
+    return keeper
+
+
+_create_lock = threading.Lock()
+
+
 def _db() -> sqlite3.Connection:
+    """This thread's connection to the example database."""
     connection: sqlite3.Connection | None = getattr(_local, "db", None)
     if connection is None:
-        connection = sqlite3.connect(":memory:")
-        connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
-        connection.executemany(
-            "INSERT INTO users VALUES (?, ?, ?)",
-            ((i, f"user-{i}", (i * 7919) % 1000 / 10) for i in range(5000)),
-        )
-        _local.db = connection
+        with _create_lock:
+            _create_db()
+        connection = _local.db = sqlite3.connect(_DB_URI, uri=True)
     return connection
 
 

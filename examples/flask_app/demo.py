@@ -101,16 +101,21 @@ def run_load(url: str, total: int, concurrency: int) -> dict[int, int]:
     """Send ``total`` requests of the mix with ``concurrency`` clients; show progress."""
     plan = [(m, p) for m, p, weight in MIX for _ in range(weight)]
     statuses: dict[int, int] = {}
+    tty = sys.stdout.isatty()
+    steps, start, end = (50, "\r", "") if tty else (4, "", "\n")
     started = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
         futures = [pool.submit(_request, url, *plan[i % len(plan)], i) for i in range(total)]
         for done, future in enumerate(futures, 1):
             status = future.result()
             statuses[status] = statuses.get(status, 0) + 1
-            if done % max(total // 20, 1) == 0 or done == total:
+            if done % max(total // steps, 1) == 0 or done == total:
                 rate = done / (time.monotonic() - started)
-                print(f"\r  load: {done}/{total} requests, {rate:.0f} req/s", end="", flush=True)
-    print()
+                print(
+                    f"{start}  load: {done}/{total} requests, {rate:.0f} req/s", end=end, flush=True
+                )
+    if tty:
+        print()
     return statuses
 
 

@@ -27,9 +27,9 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from pyinstrument.stack_sampler import get_stack_sampler
 
@@ -241,7 +241,8 @@ class PyinstrumentProfile:
             for subscriber in sampler.subscribers:
                 if subscriber.target == self.on_sample:
                     subscriber.desired_interval = self._engine.interval
-            sampler._update()
+            # pyinstrument applies a changed interval in StackSampler._update (unannotated).
+            cast("Callable[[], None]", sampler._update)()
 
     def stop(self) -> Capture | None:
         if self._stopped:

@@ -1,0 +1,78 @@
+"""A background thread that flushes a worker's deltas to a shared store every few seconds.
+
+It starts on the first request a process serves, never at import or construction, so a pre-fork
+master (gunicorn ``--preload``, uWSGI without ``lazy-apps``) never owns a thread that its children
+would inherit dead. After a fork the child builds a new, stopped flusher.
+
+Example::
+
+    flusher = Flusher(middleware.flush, interval=1.0)
+    flusher.ensure_running()      # cheap when already running
+    ...
+    flusher.stop()                # flushes one last time
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger("wsgiprof")
+
+
+class Flusher:
+    """Calls ``flush`` every ``interval`` seconds from a daemon thread named ``wsgiprof-flush``."""
+
+    def __init__(self, flush: Callable[[], None], *, interval: float) -> None:
+        self._flush = flush
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_flush = time.monotonic()
+        self.failures = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def ensure_running(self) -> None:
+        """Start the thread unless it runs already."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and not self._stopping.is_set():
+                thread = threading.Thread(target=self._run, name="wsgiprof-flush", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def flush_now(self) -> None:
+        """Flush from the calling thread; never raises."""
+        try:
+            self._flush()
+        except Exception:
+            self.failures += 1
+            if self.failures == 1:
+                logger.warning("flushing profiles to the store failed", exc_info=True)
+        finally:
+            self.last_flush = time.monotonic()
+
+    def overdue(self) -> bool:
+        """True when no flush happened for two intervals (the thread cannot run, as in a uWSGI
+        worker started without ``--enable-threads``)."""
+        return time.monotonic() - self.last_flush > 2 * self.interval
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and flush what is left."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+        self.flush_now()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.flush_now()
