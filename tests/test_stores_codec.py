@@ -7,11 +7,13 @@ import math
 import zlib
 
 import pytest
+
 from wsgiprof.model import OVERFLOW, EndpointProfile, Frame, Histogram, Stack, Weight
 from wsgiprof.stores.base import ProcessInfo
 from wsgiprof.stores.codec import (
     CODEC_VERSION,
     CodecError,
+    DeltaMerger,
     decode_delta,
     encode_delta,
     process_from_dict,
@@ -111,8 +113,7 @@ def test_deep_stacks_round_trip() -> None:
 def test_frames_are_listed_once_and_payload_is_compact() -> None:
     frames = [Frame(f"pkg.f{i}", f"/srv/app/pkg/m{i}.py", i) for i in range(40)]
     stacks: dict[Stack, Weight] = {
-        tuple(frames[(i + j) % 40] for j in range(30)): Weight(1, 0.001, 0.001)
-        for i in range(40)
+        tuple(frames[(i + j) % 40] for j in range(30)): Weight(1, 0.001, 0.001) for i in range(40)
     }
     delta = {f"GET /e{n}": EndpointProfile(f"GET /e{n}", stacks=dict(stacks)) for n in range(20)}
 
@@ -203,3 +204,65 @@ def test_process_with_wrong_types_is_refused(change: dict[str, object]) -> None:
 
     with pytest.raises(CodecError, match="wrong type"):
         process_from_dict(data)
+
+
+def _sequential_merge(blobs: list[bytes]) -> dict[str, EndpointProfile]:
+    merged: dict[str, EndpointProfile] = {}
+    for blob in blobs:
+        for key, profile in decode_delta(blob).items():
+            if key in merged:
+                merged[key].merge(profile)
+            else:
+                merged[key] = profile
+    return merged
+
+
+def _capped_delta(offset: int) -> dict[str, EndpointProfile]:
+    profile = EndpointProfile("GET /capped", requests=1, sampled=1, stack_cap=4)
+    profile.latency.add(0.01 * offset)
+    for i in range(offset, offset + 3):
+        stacks: dict[Stack, Weight] = {
+            (MAIN, Frame(f"leaf{i}", "/srv/app/l.py", i)): Weight(i, 0.5, 0.25)
+        }
+        profile.add_stacks(stacks)
+    return {"GET /capped": profile, **_delta()}
+
+
+def test_merger_equals_merging_decoded_deltas_in_order() -> None:
+    blobs = [encode_delta(_capped_delta(offset)) for offset in (0, 2, 4, 0)]
+
+    merger = DeltaMerger()
+    for blob in blobs:
+        merger.add(blob)
+    merged = merger.result()
+
+    assert merged == _sequential_merge(blobs)
+    capped = merged["GET /capped"]
+    assert len(capped.stacks) > 4
+    assert capped.overflow_samples > 0
+    assert sum(w.samples for w in capped.stacks.values()) == 3 + 9 + 15 + 3
+    assert merger.added == 4
+
+
+def test_merging_a_merged_delta_again_changes_nothing() -> None:
+    merger = DeltaMerger()
+    for offset in (0, 2, 4):
+        merger.add(encode_delta(_capped_delta(offset)))
+    once = merger.result()
+
+    again = DeltaMerger()
+    again.add(encode_delta(once))
+
+    assert again.result() == once
+
+
+def test_merger_leaves_out_a_bad_delta_entirely() -> None:
+    merger = DeltaMerger()
+    merger.add(encode_delta(_delta()))
+    blob = encode_delta(_delta())
+
+    with pytest.raises(CodecError):
+        merger.add(blob[:4] + zlib.compress(zlib.decompress(blob[4:])[:-8]))
+
+    assert merger.result() == _delta()
+    assert merger.added == 1

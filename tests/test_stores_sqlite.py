@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from wsgiprof.config import Config, default_store
 from wsgiprof.model import EndpointProfile, Frame, Stack, Weight
 from wsgiprof.stores import Store, available_schemes, open_store, sqlite_path
 from wsgiprof.stores.base import ProcessInfo, Snapshot
 from wsgiprof.stores.codec import encode_delta
-from wsgiprof.stores.sqlite import SCHEMA_VERSION, SqliteStore, SqliteStoreError
+from wsgiprof.stores.sqlite import _INHERITED, SCHEMA_VERSION, SqliteStore, SqliteStoreError
 
 STRESS_SECONDS = float(os.environ.get("WSGIPROF_SQLITE_STRESS_SECONDS", "3"))
 
@@ -656,12 +657,17 @@ def test_a_process_killed_while_flushing_corrupts_nothing(path: str) -> None:
 
 def _forked_child(store: SqliteStore, parent_connection_id: int, queue: Any) -> None:
     try:
-        inherited = store._state_now
+        kept = [
+            connection
+            for state in _INHERITED
+            for connection in state.connections.values()
+            if id(connection) == parent_connection_id
+        ]
         store.flush(_delta(2), ProcessInfo())
         connection = store._connection(store._state())
         queue.put(
             (
-                inherited.pid,
+                kept[0].owner_pid if len(kept) == 1 else None,
                 store._state().pid == os.getpid(),
                 connection.owner_pid == os.getpid(),
                 id(connection) != parent_connection_id,
@@ -670,7 +676,7 @@ def _forked_child(store: SqliteStore, parent_connection_id: int, queue: Any) -> 
             )
         )
     except BaseException:
-        queue.put((0, False, False, False, 0, traceback.format_exc()))
+        queue.put((None, False, False, False, 0, traceback.format_exc()))
 
 
 def test_a_forked_child_opens_its_own_connection(path: str) -> None:

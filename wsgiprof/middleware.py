@@ -86,7 +86,7 @@ class ProfilerMiddleware:
         self._namer = EndpointNamer(app, endpoint_key=endpoint_key)
         self._engine: Engine = create_engine(cfg)
         self._aggregator = Aggregator(max_endpoints=cfg.max_endpoints, stack_cap=cfg.stack_cap)
-        self._store: Store = open_store(cfg.store)
+        self._store: Store = open_store(cfg.store, app_name=cfg.app_name)
         self._shared_store = not isinstance(self._store, MemoryStore)
         self._flusher: Flusher | None = None
         if self._shared_store:

@@ -6,6 +6,8 @@ A store is named by a URL, the value of ``WSGIPROF_STORE``:
 - ``sqlite:///<path>``: one SQLite file shared by the processes of a host. As in SQLAlchemy, the
   three slashes end the scheme and the path follows, so ``sqlite:///profiles.db`` is relative to
   the working directory and ``sqlite:////var/tmp/profiles.db`` (four slashes) is absolute.
+- ``redis://host:port/db`` (``rediss://`` for TLS): one Redis shared by every host; needs the
+  ``redis`` extra (redis-py).
 
 Example::
 
@@ -13,6 +15,8 @@ Example::
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 from wsgiprof.stores.base import ProcessInfo, Snapshot, Store
 from wsgiprof.stores.memory import MemoryStore
@@ -32,7 +36,8 @@ SQLITE_PREFIX = "sqlite:///"
 
 
 def available_schemes() -> frozenset[str]:
-    """Store kinds this installation can open (``sqlite`` needs Python's ``sqlite3`` module)."""
+    """Store kinds this installation can open (``sqlite`` needs Python's ``sqlite3`` module,
+    ``redis`` needs redis-py, found without importing it)."""
     schemes = {"memory"}
     try:
         import sqlite3  # noqa: F401
@@ -40,6 +45,8 @@ def available_schemes() -> frozenset[str]:
         pass
     else:
         schemes.add("sqlite")
+    if importlib.util.find_spec("redis") is not None:
+        schemes.add("redis")
     return frozenset(schemes)
 
 
@@ -61,4 +68,8 @@ def open_store(url: str, *, app_name: str = "wsgiprof") -> Store:
         from wsgiprof.stores.sqlite import SqliteStore
 
         return SqliteStore(sqlite_path(url), app_name=app_name)
+    if url.startswith(("redis://", "rediss://")) and "redis" in available_schemes():
+        from wsgiprof.stores.redis import RedisStore
+
+        return RedisStore(url, app_name=app_name)
     raise ValueError(f"store {url!r} is not available in this installation")

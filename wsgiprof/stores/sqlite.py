@@ -31,11 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsgiprof.model import EndpointProfile, Frame
+from wsgiprof.model import EndpointProfile
 from wsgiprof.stores.base import ProcessInfo, Snapshot
 from wsgiprof.stores.codec import (
     CodecError,
-    decode_delta,
+    DeltaMerger,
     encode_delta,
     process_from_dict,
     process_to_dict,
@@ -340,25 +340,18 @@ class SqliteStore:
         finally:
             connection.execute("COMMIT")
 
-        endpoints: dict[str, EndpointProfile] = {}
-        frame_cache: dict[Frame, Frame] = {}
+        merger = DeltaMerger()
         lost = undecodable = 0
         for _, row_lost, payload in rows:
             lost += row_lost
             if payload is None:
                 continue
             try:
-                delta = decode_delta(payload, frame_cache=frame_cache)
+                merger.add(payload)
             except CodecError as exc:
                 undecodable += 1
                 self._warn_once(self._state(), "decode", "wsgiprof: skipped a delta: %s", exc)
-                continue
-            for name, profile in delta.items():
-                current = endpoints.get(name)
-                if current is None:
-                    endpoints[name] = profile
-                else:
-                    current.merge(profile)
+        endpoints = merger.result()
         processes: list[ProcessInfo] = []
         for (info,) in process_rows:
             try:
