@@ -26,7 +26,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from wsgiprof.cli import Client, format_table, pull
 
 MIX: Sequence[tuple[str, str, int]] = (
     ("GET", "/report", 3),
@@ -35,7 +36,6 @@ MIX: Sequence[tuple[str, str, int]] = (
     ("GET", "/inventory", 4),
     ("GET", "/health", 5),
 )
-FORMATS = ("prof", "speedscope.json", "folded", "pb.gz")
 
 
 def _free_port() -> int:
@@ -119,69 +119,25 @@ def run_load(url: str, total: int, concurrency: int) -> dict[int, int]:
     return statuses
 
 
-def _api(url: str, token: str, path: str, *, method: str = "GET") -> bytes:
-    request = urllib.request.Request(
-        url + "/_wsgiprof" + path, method=method, headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        data: bytes = response.read()
-        return data
-
-
-def print_table(summary: dict[str, Any]) -> None:
-    """The per-endpoint table: share of sampled CPU, CPU and wall per request, hottest function."""
-    header = f"{'endpoint':<26} {'reqs':>5} {'sampled':>7} {'CPU%':>5} {'cpu ms':>7} {'wall ms':>8}"
-    print(header + "  hottest function (self CPU)")
-    for row in summary["endpoints"]:
-        sampled = max(row["sampled"], 1)
-        top = row["top_functions"][0] if row["top_functions"] else None
-        hottest = f"{top['name']} ({top['file']}:{top['line']})" if top else "-"
-        print(
-            f"{row['name']:<26} {row['requests']:>5} {row['sampled']:>7} "
-            f"{100 * row['cpu_share']:>5.1f} {1000 * row['cpu_seconds'] / sampled:>7.1f} "
-            f"{1000 * row['wall_seconds'] / sampled:>8.1f}  {hottest}"
-        )
-
-
-def save_downloads(url: str, token: str, summary: dict[str, Any], out: Path) -> list[Path]:
-    """Save every format for all endpoints and for each endpoint."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    saved = [out / "summary.json"]
-    saved[0].write_text(json.dumps(summary, indent=2))
-    targets = [("all", "/api/profile")] + [
-        (_slug(row["name"]), f"/api/endpoints/{row['id']}/profile") for row in summary["endpoints"]
-    ]
-    for name, path in targets:
-        for fmt in FORMATS:
-            target = out / f"{name}.{fmt}"
-            target.write_bytes(_api(url, token, f"{path}.{fmt}"))
-            saved.append(target)
-    return saved
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=1500, help="total requests (default 1500)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
     parser.add_argument("--sample-rate", type=float, default=0.2, help="WSGIPROF_SAMPLE_RATE")
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
     args = parser.parse_args(argv)
 
     token = base64.urlsafe_b64encode(secrets.token_bytes(18)).decode()
+    store_dir = tempfile.mkdtemp(prefix="wsgiprof-demo-")
     env = dict(
         os.environ,
         WSGIPROF_ENABLED="1",
         WSGIPROF_TOKEN=token,
         WSGIPROF_SAMPLE_RATE=str(args.sample_rate),
-        WSGIPROF_STORE=os.environ.get("WSGIPROF_STORE", "memory"),
+        WSGIPROF_STORE=f"sqlite:///{store_dir}/profiles.sqlite3",
+        WSGIPROF_FLUSH_INTERVAL="0.5",
     )
     port = _free_port()
     print(
@@ -191,11 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     with serve(port, env, args.workers, args.threads) as url:
         statuses = run_load(url, args.requests, args.concurrency)
         print(f"  statuses: {dict(sorted(statuses.items()))}")
-        summary = json.loads(_api(url, token, "/api/summary"))
+        time.sleep(1.0)  # every worker flushes its last deltas to the shared store
+        client = Client(url, token=token)
         print()
-        print_table(summary)
-        saved = save_downloads(url, token, summary, args.out)
-    print(f"\nSaved {len(saved)} files in {args.out}/. Open them with:")
+        print(format_table(client.json("/api/summary")))
+        print()
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        pull(client, args.out, out=sys.stdout)
+    shutil.rmtree(store_dir, ignore_errors=True)
+    print("Open them with:")
     print(f"  snakeviz {args.out}/all.prof                 # call tree and icicle, in a browser")
     print(f"  speedscope {args.out}/all.speedscope.json    # or drop it on speedscope.app")
     print(f"  go tool pprof -top {args.out}/all.pb.gz       # or pprof -http=: for a web view")
