@@ -15,11 +15,12 @@ from tests.servers import (
     SERVER_PROCESSES_KEY,
     postgres_cluster,
     postgres_dsn,
+    redis_server,
     server_process,
     threaded_server,
 )
 
-__all__ = ["postgres_cluster", "postgres_dsn", "server_process", "threaded_server"]
+__all__ = ["postgres_cluster", "postgres_dsn", "redis_server", "server_process", "threaded_server"]
 
 #: Opt-out marker for the "no wsgiprof* thread survives the test" check.
 THREAD_LEAK_MARKER = "allow_thread_leak"

@@ -18,6 +18,7 @@ Fixtures (registered by ``tests/conftest.py``):
   teardown; their logs are attached to the report of a failing test.
 * ``postgres_cluster`` (session) - a running :class:`PostgresCluster`.
 * ``postgres_dsn`` (session) - its psycopg2 DSN string.
+* ``redis_server`` (session) - a running :class:`RedisServer` (no persistence).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ __all__ = [
     "SERVER_PROCESSES_KEY",
     "PostgresCluster",
     "PostgresUnavailableError",
+    "RedisServer",
+    "RedisUnavailableError",
     "ServerProcess",
     "ServerStartError",
     "ThreadedServer",
@@ -64,6 +67,7 @@ __all__ = [
     "postgres_cluster",
     "postgres_dsn",
     "python_module_argv",
+    "redis_server",
     "server_process",
     "threaded_server",
 ]
@@ -708,3 +712,154 @@ def postgres_dsn(postgres_cluster: PostgresCluster) -> str:
 def python_module_argv(module: str, *args: str) -> list[str]:
     """``[sys.executable, "-m", module, *args]``: run a tool from the test interpreter's env."""
     return [sys.executable, "-m", module, *args]
+
+
+# --------------------------------------------------------------------------------------------
+# Redis
+# --------------------------------------------------------------------------------------------
+
+
+class RedisUnavailableError(RuntimeError):
+    """No ``redis-server`` binary."""
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on 127.0.0.1, without persistence, in a temp folder.
+
+    ``stop()`` and ``start()`` again reuse the same port, so clients see Redis going away and
+    coming back (empty: nothing is saved). ``pause()``/``resume()`` freeze it with SIGSTOP, so
+    connections hang instead of being refused.
+
+    Example::
+
+        with RedisServer() as server:
+            client = redis.Redis.from_url(server.url)
+    """
+
+    def __init__(self, *, binary: str | None = None) -> None:
+        found = binary or os.environ.get("WSGIPROF_REDIS_SERVER") or shutil.which("redis-server")
+        if found is None and os.access("/usr/bin/redis-server", os.X_OK):
+            found = "/usr/bin/redis-server"
+        if found is None:
+            raise RedisUnavailableError(
+                "redis-server not found; install Debian's 'redis-server' package or set "
+                "WSGIPROF_REDIS_SERVER"
+            )
+        self.binary = found
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.root = Path(tempfile.mkdtemp(prefix="wsgiprof-redis-"))
+        self.log_path = self.root / "redis.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self, attempts: int = 3, timeout: float = 10.0) -> RedisServer:
+        """Start (again on the same port, once one was chosen) and wait until it answers PING."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        fixed_port = bool(self.port)
+        for attempt in range(1, attempts + 1):
+            if not fixed_port:
+                self.port = free_port()
+            argv = [
+                self.binary, "--port", str(self.port), "--bind", self.host, "--save", "",
+                "--appendonly", "no", "--dir", str(self.root), "--logfile", str(self.log_path),
+                "--daemonize", "no",
+            ]  # fmt: skip
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, cwd=self.root, start_new_session=True
+            )
+            deadline = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                if self._ping():
+                    return self
+                time.sleep(0.02)
+            self.stop()
+            if fixed_port or attempt == attempts or "already in use" not in self.logs():
+                raise RuntimeError(
+                    f"redis-server on port {self.port} did not start.\n"
+                    f"log ({self.log_path}):\n{_tail(self.logs())}"
+                )
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL); the folder stays for ``start()``."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def pause(self) -> None:
+        """Freeze the server: connections are accepted by the kernel but never answered."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        """Stop and delete the folder."""
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A running :class:`RedisServer` for the whole session (tests that stop it start it again).
+
+    Skips when ``redis-server`` is not installed, except under ``CI`` where it fails instead.
+    """
+    try:
+        server = RedisServer()
+    except RedisUnavailableError as exc:
+        if in_ci():
+            pytest.fail(f"{exc} (CI is set: not skipping)", pytrace=False)
+        pytest.skip(str(exc))
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    try:
+        yield server
+    finally:
+        server.close()

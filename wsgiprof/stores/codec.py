@@ -9,7 +9,9 @@ histograms. Stacks and weights, the bulk of a delta, are little-endian arrays: s
 indexes (root first, 16-bit when the table allows), samples, and wall/CPU seconds as IEEE doubles,
 so floats come back bit for bit. Encoding and decoding cost about one dict lookup and one tuple slot
 per frame, no JSON per number. An unknown header or version is refused with :class:`CodecError`,
-never guessed at.
+never guessed at. Exact data of a tracing engine (per-function totals and caller edges, by frame
+number) rides in an optional ``exact`` object of the endpoint's JSON record: small next to the
+stacks, absent for sampling engines, and ignored by readers that predate it.
 
 Example::
 
@@ -30,7 +32,15 @@ from collections.abc import Mapping
 from itertools import chain
 from typing import Any
 
-from wsgiprof.model import EndpointProfile, Frame, Histogram, Stack, Weight
+from wsgiprof.model import (
+    DEFAULT_FUNCTION_CAP,
+    CallTotals,
+    EndpointProfile,
+    Frame,
+    Histogram,
+    Stack,
+    Weight,
+)
 from wsgiprof.stores.base import ProcessInfo
 
 __all__ = [
@@ -140,6 +150,9 @@ def encode_delta(delta: Mapping[str, EndpointProfile]) -> bytes:
         }
         if profile.name != key:
             record["name"] = profile.name
+        exact = _exact_record(profile, index)
+        if exact:
+            record["exact"] = exact
         endpoints.append(record)
     frame_numbers = list(map(index.__getitem__, chain.from_iterable(all_stacks)))
     wide = len(index) > 0xFFFF
@@ -161,6 +174,39 @@ def encode_delta(delta: Mapping[str, EndpointProfile]) -> bytes:
         )
     )
     return _HEADER + zlib.compress(body, _COMPRESSION_LEVEL)
+
+
+def _exact_record(profile: EndpointProfile, index: _FrameIndex) -> dict[str, Any]:
+    """The exact-engine fields of a profile (absent from deltas of sampling engines, so payloads
+    without them, older ones included, decode to profiles without exact data)."""
+    record: dict[str, Any] = {}
+    if profile.functions:
+        record["functions"] = [
+            [index[frame], t.ncall, t.nactualcall, t.tsub, t.ttot]
+            for frame, t in profile.functions.items()
+        ]
+    if profile.edges:
+        record["edges"] = [
+            [index[caller], index[callee], t.ncall, t.nactualcall, t.tsub, t.ttot]
+            for (caller, callee), t in profile.edges.items()
+        ]
+    for name in _EXACT_SCALARS:
+        value = getattr(profile, name)
+        if value:
+            record[name] = value
+    if record and profile.function_cap != DEFAULT_FUNCTION_CAP:
+        record["function_cap"] = profile.function_cap
+    return record
+
+
+_EXACT_SCALARS = (
+    "dropped_functions",
+    "traced_cpu",
+    "cut_calls",
+    "cut_requests",
+    "unprofiled_cpu",
+    "unprofiled_timed",
+)
 
 
 def decode_delta(
@@ -291,10 +337,10 @@ class _Sum:
         self.stacks: dict[tuple[int, ...], list[float]] = {}
 
 
-def _profile(record: dict[str, Any]) -> EndpointProfile:
+def _profile(record: dict[str, Any], frames: list[Frame]) -> EndpointProfile:
     """The profile of an endpoint record, without its stacks."""
     key = record["key"]
-    return EndpointProfile(
+    profile = EndpointProfile(
         record.get("name", key),
         requests=record["requests"],
         sampled=record["sampled"],
@@ -306,6 +352,21 @@ def _profile(record: dict[str, Any]) -> EndpointProfile:
         overflow_samples=record["overflow_samples"],
         stack_cap=record["stack_cap"],
     )
+    exact = record.get("exact")
+    if exact:
+        profile.function_cap = exact.get("function_cap", DEFAULT_FUNCTION_CAP)
+        profile.functions = {
+            frames[number]: CallTotals(ncall, nactualcall, tsub, ttot)
+            for number, ncall, nactualcall, tsub, ttot in exact.get("functions", ())
+        }
+        profile.edges = {
+            (frames[caller], frames[callee]): CallTotals(ncall, nactualcall, tsub, ttot)
+            for caller, callee, ncall, nactualcall, tsub, ttot in exact.get("edges", ())
+        }
+        for name in _EXACT_SCALARS:
+            if name in exact:
+                setattr(profile, name, exact[name])
+    return profile
 
 
 class _Parsed:
@@ -324,7 +385,7 @@ class _Parsed:
     def __init__(self, frames: list[Frame], records: list[dict[str, Any]]) -> None:
         self.frames = frames
         self.keys: list[str] = [record["key"] for record in records]
-        self.profiles = [_profile(record) for record in records]
+        self.profiles = [_profile(record, frames) for record in records]
         self.counts: list[int] = [record["stacks"] for record in records]
         self.depths: list[int] = []
         self.numbers: list[int] = []
@@ -388,11 +449,17 @@ def _parse_body(body: memoryview) -> _Parsed:
 
 
 _PROCESS_FIELDS = ("pid", "host", "cpu_percent", "rss_bytes", "threads", "last_seen")
+_PROFILER_FIELDS = ("profiler_on_seconds", "profiler_seconds")
 
 
 def process_to_dict(info: ProcessInfo) -> dict[str, Any]:
     """A JSON-ready dict of a process reading (the inverse of :func:`process_from_dict`)."""
-    return {name: getattr(info, name) for name in _PROCESS_FIELDS}
+    result = {name: getattr(info, name) for name in _PROCESS_FIELDS}
+    for name in _PROFILER_FIELDS:
+        value = getattr(info, name)
+        if value is not None:
+            result[name] = value
+    return result
 
 
 def process_from_dict(data: Mapping[str, Any]) -> ProcessInfo:
@@ -418,6 +485,9 @@ def process_from_dict(data: Mapping[str, Any]) -> ProcessInfo:
         and _is_number(last_seen)
     ):
         raise CodecError(f"process reading with a field of the wrong type: {dict(data)!r}")
+    profiler = [data.get(name) for name in _PROFILER_FIELDS]
+    if not all(value is None or _is_number(value) for value in profiler):
+        raise CodecError(f"process reading with a field of the wrong type: {dict(data)!r}")
     return ProcessInfo(
         pid=pid,
         host=host,
@@ -425,6 +495,8 @@ def process_from_dict(data: Mapping[str, Any]) -> ProcessInfo:
         rss_bytes=rss_bytes,
         threads=threads,
         last_seen=last_seen,
+        profiler_on_seconds=profiler[0],
+        profiler_seconds=profiler[1],
     )
 
 
