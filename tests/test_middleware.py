@@ -430,3 +430,53 @@ def test_gil_releasing_hash_stays_on_cpu(served: tuple[Flask, str]) -> None:
     hammer([url + "/hash", url + "/stats"], per_url=20)
     hashes = flask_endpoints(app)["GET /hash"]
     assert cpu_of(hashes.stacks, "pbkdf2_hmac") > 0.7 * hashes.cpu
+
+
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+@pytest.mark.server
+def test_psycopg2_wait_is_not_charged_as_cpu_to_its_caller(
+    threaded_server: Callable[[WSGIApplication], ThreadedServer], postgres_dsn: str
+) -> None:
+    """The hard case: psycopg2 blocks inside ``cursor.execute`` with no frame of its own, so the
+    wall samples of the round trip land on the Python line that called it."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    truth = {"load_order": 0.0, "all": 0.0}
+    lock = threading.Lock()
+    local = threading.local()
+    app = Flask("orders")
+
+    def load_order() -> None:
+        if not hasattr(local, "cursor"):
+            local.cursor = psycopg2.connect(postgres_dsn).cursor()
+        local.cursor.execute("SELECT pg_sleep(0.02)")
+        local.cursor.fetchall()
+
+    @app.get("/orders/<int:order_id>")
+    def order(order_id: int) -> str:
+        start = time.thread_time()
+        fib(17)
+        before = time.thread_time()
+        load_order()
+        spent = time.thread_time() - before
+        fib(16)
+        with lock:
+            truth["load_order"] += spent
+            truth["all"] += time.thread_time() - start
+        return "ok"
+
+    app.wsgi_app = ProfilerMiddleware(app.wsgi_app, config=ALWAYS)  # type: ignore[method-assign]
+    url = threaded_server(app).url
+    assert set(load(url + "/orders/1", 60, 3)) == {200}
+    profile = flask_endpoints(app)["GET /orders/<int:order_id>"]
+    share = cpu_of(profile.stacks, "load_order") / profile.cpu
+    wall_share = (
+        sum(w.wall for s, w in profile.stacks.items() if any(f.function == "load_order" for f in s))
+        / profile.wall
+    )
+    true_share = truth["load_order"] / truth["all"]
+    print(f"load_order: {share:.1%} of CPU (truth {true_share:.1%}), {wall_share:.1%} of wall")
+    assert wall_share > 0.3
+    assert share == pytest.approx(true_share, abs=0.06)
