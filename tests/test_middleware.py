@@ -360,10 +360,17 @@ def cpu_app() -> Flask:
     return app
 
 
-def flask_endpoints(app: Flask) -> dict[str, EndpointProfile]:
+def flask_endpoints(app: Flask, sampled: int = 0) -> dict[str, EndpointProfile]:
+    """The app's profiles once ``sampled`` requests are recorded: a request is recorded when the
+    server closes its body, which can be just after the client has read the response."""
     middleware = app.wsgi_app
     assert isinstance(middleware, ProfilerMiddleware)
-    return endpoints(middleware)
+    deadline = time.monotonic() + 5
+    while True:
+        profiles = endpoints(middleware)
+        if sum(p.sampled for p in profiles.values()) >= sampled or time.monotonic() > deadline:
+            return profiles
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -372,7 +379,7 @@ def served(threaded_server: Callable[[WSGIApplication], ThreadedServer]) -> tupl
     return app, threaded_server(app).url
 
 
-def hammer(urls: list[str], per_url: int, concurrency: int = 4) -> None:
+def hammer(urls: list[str], per_url: int, concurrency: int = 4) -> int:
     errors: list[BaseException] = []
 
     def one(url: str) -> None:
@@ -387,13 +394,14 @@ def hammer(urls: list[str], per_url: int, concurrency: int = 4) -> None:
     for thread in threads:
         thread.join()
     assert not errors, errors
+    return per_url * len(urls)
 
 
 @pytest.mark.server
 def test_concurrent_endpoints_each_hold_only_their_own_function(served: tuple[Flask, str]) -> None:
     app, url = served
-    hammer([url + "/invoices/17", url + "/stats"], per_url=40)
-    profiles = flask_endpoints(app)
+    sent = hammer([url + "/invoices/17", url + "/stats"], per_url=40)
+    profiles = flask_endpoints(app, sent)
     invoice, stats = profiles["GET /invoices/<int:invoice_id>"], profiles["GET /stats"]
     assert (invoice.sampled, stats.sampled) == (40, 40)
     assert "render_invoice" in functions(invoice)
@@ -406,8 +414,8 @@ def test_concurrent_endpoints_each_hold_only_their_own_function(served: tuple[Fl
 @pytest.mark.server
 def test_cpu_split_70_30_is_recovered_under_concurrency(served: tuple[Flask, str]) -> None:
     app, url = served
-    hammer([url + "/report", url + "/stats"], per_url=40)
-    report = flask_endpoints(app)["GET /report"]
+    sent = hammer([url + "/report", url + "/stats"], per_url=40)
+    report = flask_endpoints(app, sent)["GET /report"]
     rows, render = cpu_of(report.stacks, "build_rows"), cpu_of(report.stacks, "render_rows")
     assert render / (rows + render) == pytest.approx(0.7, abs=0.10)
 
@@ -415,8 +423,8 @@ def test_cpu_split_70_30_is_recovered_under_concurrency(served: tuple[Flask, str
 @pytest.mark.server
 def test_waiting_endpoint_is_mostly_off_cpu(served: tuple[Flask, str]) -> None:
     app, url = served
-    hammer([url + "/upstream", url + "/stats"], per_url=20)
-    upstream = flask_endpoints(app)["GET /upstream"]
+    sent = hammer([url + "/upstream", url + "/stats"], per_url=20)
+    upstream = flask_endpoints(app, sent)["GET /upstream"]
     assert upstream.cpu / upstream.wall < 0.3
     waits = [(s, w) for s, w in upstream.stacks.items() if s[-1].off_cpu]
     assert waits
@@ -427,8 +435,8 @@ def test_waiting_endpoint_is_mostly_off_cpu(served: tuple[Flask, str]) -> None:
 @pytest.mark.server
 def test_gil_releasing_hash_stays_on_cpu(served: tuple[Flask, str]) -> None:
     app, url = served
-    hammer([url + "/hash", url + "/stats"], per_url=20)
-    hashes = flask_endpoints(app)["GET /hash"]
+    sent = hammer([url + "/hash", url + "/stats"], per_url=20)
+    hashes = flask_endpoints(app, sent)["GET /hash"]
     assert cpu_of(hashes.stacks, "pbkdf2_hmac") > 0.7 * hashes.cpu
 
 
@@ -470,7 +478,7 @@ def test_psycopg2_wait_is_not_charged_as_cpu_to_its_caller(
     app.wsgi_app = ProfilerMiddleware(app.wsgi_app, config=ALWAYS)  # type: ignore[method-assign]
     url = threaded_server(app).url
     assert set(load(url + "/orders/1", 60, 3)) == {200}
-    profile = flask_endpoints(app)["GET /orders/<int:order_id>"]
+    profile = flask_endpoints(app, 60)["GET /orders/<int:order_id>"]
     share = cpu_of(profile.stacks, "load_order") / profile.cpu
     wall_share = (
         sum(w.wall for s, w in profile.stacks.items() if any(f.function == "load_order" for f in s))

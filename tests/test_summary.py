@@ -6,9 +6,17 @@ import json
 
 import pytest
 
-from wsgiprof.model import UNSAMPLED, EndpointProfile, Frame, ProfiledRequest, Stack, Weight
+from wsgiprof.model import (
+    UNSAMPLED,
+    EndpointProfile,
+    Frame,
+    ProfiledRequest,
+    Stack,
+    Weight,
+    function_stats,
+)
 from wsgiprof.stores.base import ProcessInfo, Snapshot
-from wsgiprof.summary import build_summary
+from wsgiprof.summary import SummaryCache, build_summary, verdict
 
 MAIN = Frame("views.report", "/srv/app/views.py", 10)
 RENDER = Frame("render_rows", "/srv/app/report.py", 40)
@@ -130,7 +138,9 @@ def test_endpoint_fields() -> None:
         "mean_cpu_ms": 150.0,
         "mean_wall_ms": 250.0,
         "cpu_wall_ratio": 0.6,
+        "verdict": "mixed",
         "off_cpu_seconds": 0.2,
+        "top_wait": {"name": "sleep", "file": "<built-in>", "line": 0, "wall_seconds": 0.2},
         "overflow_samples": 0,
         "outside_cpu_seconds": 0.0,
     }
@@ -220,6 +230,7 @@ def test_empty_snapshot() -> None:
         "window": {"start": 100.0, "end": 160.0},
         "endpoints": [],
         "processes": [],
+        "host": None,
         "totals": {"requests": 0, "sampled": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0},
         "lost_flushes": 0,
     }
@@ -255,3 +266,87 @@ def test_top_functions_leave_out_frames_wsgiprof_adds() -> None:
     entry = build_summary(snapshot, engine="pyinstrument", sample_rate=1.0)["endpoints"][0]
     assert [f["name"] for f in entry["top_functions"]] == ["handler"]
     assert entry["outside_cpu_seconds"] == pytest.approx(0.003)
+
+
+def test_host_reading_passes_through() -> None:
+    host = {"cpu_percent": 55.0, "load": [1.0, 0.5, 0.25], "cores": 2, "memory_percent": 40.0}
+    summary = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05, host=host)
+    assert summary["host"] == host
+
+
+@pytest.mark.parametrize(
+    ("ratio", "expected"),
+    [(None, None), (0.0, "waiting"), (0.29, "waiting"), (0.3, "mixed"), (0.7, "cpu-bound")],
+)
+def test_verdict(ratio: float | None, expected: str | None) -> None:
+    assert verdict(ratio) == expected
+
+
+def _wide_profile(leaves: int) -> EndpointProfile:
+    """An endpoint whose handler calls ``leaves`` functions of growing cost, some through a
+    shared helper, so self and total CPU differ and ties exist."""
+    handler = Frame("handler", "/srv/app/views.py", 1)
+    helper = Frame("helper", "/srv/app/util.py", 1)
+    stacks: dict[Stack, Weight] = {}
+    for n in range(leaves):
+        leaf = Frame(f"f{n}", "/srv/app/work.py", n)
+        cost = 0.001 * (n // 2 + 1)
+        stacks[(handler, leaf)] = Weight(1, cost, cost)
+        if n % 3 == 0:
+            stacks[(handler, helper, leaf)] = Weight(1, cost, cost)
+            stacks[(handler, leaf, helper)] = Weight(1, cost / 2, cost / 2)
+    stacks[(UNSAMPLED,)] = Weight(1, 0.5, 0.5)
+    cpu = sum(w.cpu for w in stacks.values())
+    return _profile("GET /wide", requests=1, sampled=1, cpu=cpu, wall=cpu, stacks=stacks)
+
+
+@pytest.mark.parametrize("leaves", [1, 4, 12, 40])
+@pytest.mark.parametrize("top", [1, 3, 10])
+def test_top_functions_match_full_function_stats(leaves: int, top: int) -> None:
+    """The fast path (leaves only, totals for the candidates) ranks like the full statistics."""
+    profile = _wide_profile(leaves)
+    snapshot = Snapshot(window_start=0.0, window_end=1.0, endpoints={profile.name: profile})
+    entry = build_summary(snapshot, engine="pyinstrument", sample_rate=1.0, top=top)["endpoints"][0]
+    expected = [s for s in function_stats(profile.stacks, "cpu") if s.frame.file != "<wsgiprof>"][
+        :top
+    ]
+    assert [(f["name"], f["line"]) for f in entry["top_functions"]] == [
+        (s.frame.function, s.frame.line) for s in expected
+    ]
+    for got, want in zip(entry["top_functions"], expected, strict=True):
+        assert got["self_cpu_seconds"] == pytest.approx(want.self_seconds, abs=1e-6)
+        assert got["total_cpu_seconds"] == pytest.approx(want.total_seconds, abs=1e-6)
+
+
+def test_function_totals_can_be_skipped() -> None:
+    summary = build_summary(
+        _snapshot(), engine="pyinstrument", sample_rate=0.05, top=1, function_totals=False
+    )
+    top = summary["endpoints"][0]["top_functions"]
+    assert [(f["name"], f["total_cpu_seconds"]) for f in top] == [("render_rows", None)]
+
+
+def test_cache_reuses_unchanged_endpoints() -> None:
+    cache = SummaryCache()
+    first = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 3)
+    again = build_summary(_snapshot(), engine="pyinstrument", sample_rate=0.05, cache=cache)
+    assert (cache.hits, cache.misses) == (3, 3)
+    assert again == first
+    changed = _snapshot()
+    report = changed.endpoints["GET /report"]
+    report.add_request(
+        ProfiledRequest(
+            endpoint="GET /report",
+            start=0.0,
+            wall=0.1,
+            cpu=0.1,
+            status=200,
+            stacks={(MAIN, QUERY): Weight(5, 0.1, 0.1)},
+        )
+    )
+    del changed.endpoints["GET /health"]
+    updated = build_summary(changed, engine="pyinstrument", sample_rate=0.05, cache=cache)
+    assert (cache.hits, cache.misses) == (4, 4)
+    assert updated["endpoints"][0]["sampled"] == 3
+    assert "GET /health" not in cache._entries

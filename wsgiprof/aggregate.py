@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 
-from wsgiprof.model import EndpointProfile, ProfiledRequest
+from wsgiprof.model import CallGraph, EndpointProfile, ProfiledRequest
 
 OVERFLOW_ENDPOINT = "[other endpoints]"
 
@@ -45,10 +45,24 @@ class Aggregator:
             profile = self._delta[endpoint] = EndpointProfile(endpoint, stack_cap=self.stack_cap)
         return profile
 
-    def seen(self, endpoint: str) -> None:
-        """Count a request that was not profiled."""
+    def seen(self, endpoint: str, cpu: float | None = None) -> None:
+        """Count a request that was not profiled, with its thread CPU seconds when measured."""
         with self._lock:
-            self._profile(endpoint).requests += 1
+            profile = self._profile(endpoint)
+            profile.requests += 1
+            if cpu is not None:
+                profile.unprofiled_cpu += cpu
+                profile.unprofiled_timed += 1
+
+    def add_call_graph(self, endpoint: str, graph: CallGraph) -> None:
+        """Add a tracing engine's exact data for an endpoint (its requests are added apart)."""
+        with self._lock:
+            self._profile(endpoint).add_call_graph(graph)
+
+    def mark_cut(self, endpoint: str) -> None:
+        """Count a profiled request whose exact data is partial (it outlived its window)."""
+        with self._lock:
+            self._profile(endpoint).cut_requests += 1
 
     def add(self, request: ProfiledRequest) -> None:
         """Add a profiled request to its endpoint."""

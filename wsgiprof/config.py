@@ -55,6 +55,8 @@ class Config:
     ``path``: prefix of the route.
     ``engine``: ``pyinstrument`` (sampling, default) or ``yappi``.
     ``interval``: pyinstrument's sampling interval in seconds.
+    ``yappi_window``: seconds each yappi window lasts; windows are spaced so that yappi is on
+    for about ``sample_rate`` of the time.
     ``store``: ``memory``, ``sqlite:///path`` or ``redis://host:port/db``.
     ``flush_interval``: seconds between flushes of a worker's deltas to a shared store.
     ``max_endpoints``: distinct endpoints kept before new ones go to an overflow bucket.
@@ -69,6 +71,7 @@ class Config:
     path: str = "/_wsgiprof"
     engine: str = "pyinstrument"
     interval: float = 0.001
+    yappi_window: float = 2.0
     store: str = "memory"
     flush_interval: float = 1.0
     max_endpoints: int = 500
@@ -79,6 +82,7 @@ class Config:
     def __post_init__(self) -> None:
         _check_range("sample_rate", self.sample_rate, 0.0, 1.0)
         _check_range("interval", self.interval, 1e-5, 1.0)
+        _check_range("yappi_window", self.yappi_window, 0.01, 3600.0)
         _check_range("flush_interval", self.flush_interval, 0.01, 3600.0)
         if self.engine not in ENGINES:
             raise ConfigError(_var("engine"), self.engine, " or ".join(ENGINES))
@@ -187,6 +191,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "enabled": _parse_bool,
     "sample_rate": _parse_float,
     "interval": _parse_float,
+    "yappi_window": _parse_float,
     "flush_interval": _parse_float,
     "max_endpoints": _parse_int,
     "stack_cap": _parse_int,

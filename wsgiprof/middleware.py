@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from wsgiprof.config import Config
-from wsgiprof.engines.base import EngineUnavailableError
-from wsgiprof.model import ProfiledRequest
+from wsgiprof.engines.base import EngineUnavailableError, WindowedEngine
+from wsgiprof.model import CallGraph, ProfiledRequest
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -86,12 +86,19 @@ class ProfilerMiddleware:
         self._namer = EndpointNamer(app, endpoint_key=endpoint_key)
         self._engine: Engine = create_engine(cfg)
         self._aggregator = Aggregator(max_endpoints=cfg.max_endpoints, stack_cap=cfg.stack_cap)
+        # A windowed engine (yappi) decides which requests are profiled (those starting in a
+        # window) and delivers exact function data per endpoint when a window ends.
+        self._windowed: WindowedEngine | None = None
+        if isinstance(self._engine, WindowedEngine):
+            self._windowed = self._engine
+            self._windowed.attach(self._add_call_graph)
         self._store: Store = open_store(cfg.store, app_name=cfg.app_name)
         self._shared_store = not isinstance(self._store, MemoryStore)
         self._flusher: Flusher | None = None
         if self._shared_store:
             self._flusher = Flusher(self.flush, interval=cfg.flush_interval)
-            _register_process_hooks(self)
+        # A child forked while another thread held the aggregator's lock needs its own.
+        _register_process_hooks(self)
         self._monitor = ProcessMonitor()
         self._lock = threading.Lock()
         self._dashboard: Dashboard | None = None
@@ -111,14 +118,32 @@ class ProfilerMiddleware:
                 return self._dashboard(environ, start_response)
         if self._flusher is not None and not self._flusher.running:
             self._flusher.ensure_running()
-        if self._sampler.decide(environ):
+        windowed = self._windowed
+        if windowed is not None:
+            sample = windowed.window_open() and (
+                self._sampler.predicate is None or self._sampler.decide(environ)
+            )
+        else:
+            sample = self._sampler.decide(environ)
+        if sample:
             active = self._start_engine()
             if active is not None:
                 return self._profiled(environ, start_response, active)
+        if windowed is not None:
+            return self._timed(environ, start_response)
         try:
             return self.app(environ, start_response)
         finally:
             self._aggregator.seen(self._namer.name(environ))
+
+    def _timed(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """An unprofiled request whose thread CPU is measured (around the application call), so
+        the summary can compare it with profiled requests: the cost of a windowed engine."""
+        cpu = time.thread_time()
+        try:
+            return self.app(environ, start_response)
+        finally:
+            self._aggregator.seen(self._namer.name(environ), cpu=time.thread_time() - cpu)
 
     # -- profiled requests -------------------------------------------------------------------
 
@@ -181,6 +206,10 @@ class ProfilerMiddleware:
                 error=error or status >= 500,
             )
             self._aggregator.add(request)
+            if capture.tag and self._windowed is not None:
+                self._windowed.resolve(capture.tag, request.endpoint)
+                if capture.cut:
+                    self._aggregator.mark_cut(request.endpoint)
             if self._flusher is not None and self._flusher.overdue():
                 self._flusher.flush_now()
         except Exception:
@@ -192,7 +221,15 @@ class ProfilerMiddleware:
     def flush(self) -> None:
         """Send this process's unflushed delta to the store."""
         delta = self._aggregator.drain()
-        self._store.flush(delta, self._monitor.reading())
+        reading = self._monitor.reading()
+        if self._windowed is not None:
+            facts = self._windowed.facts()
+            reading.profiler_on_seconds = facts.on_seconds
+            reading.profiler_seconds = facts.elapsed_seconds
+        self._store.flush(delta, reading)
+
+    def _add_call_graph(self, endpoint: str, graph: CallGraph) -> None:
+        self._aggregator.add_call_graph(endpoint, graph)
 
     def read(self) -> Snapshot:
         """The current window over every process that flushed into the store, with this
@@ -216,11 +253,12 @@ class ProfilerMiddleware:
         """Stop the flush thread, flush what is left and release the engine and the store."""
         if not self.enabled:
             return
+        # First, so that the data of an open window reaches the aggregator before the last flush.
+        self._engine.close()
         if self._flusher is not None:
             self._flusher.stop()
         else:
             self.flush()
-        self._engine.close()
         self._store.close()
 
     def _after_fork_in_child(self) -> None:

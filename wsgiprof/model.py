@@ -185,6 +185,61 @@ class Histogram:
 
 
 DEFAULT_STACK_CAP = 5000
+DEFAULT_FUNCTION_CAP = 5000
+"""Distinct functions kept per endpoint from a tracing engine; caller edges are capped at four
+times as many."""
+
+CALL_GRAPH_ROOT = Frame("call graph (yappi)", "<call graph>", 0)
+"""Root of the stacks a tracing engine derives from its call graph: they are estimates (each edge's
+share spread top-down), not observed stacks, and the root says so in every flamegraph."""
+
+Edge = tuple[Frame, Frame]
+"""A caller → callee pair of a call graph."""
+
+
+@dataclass(slots=True)
+class CallTotals:
+    """Exact counts and CPU seconds of a function (or of one caller → callee edge), as a tracing
+    engine such as yappi measures them.
+
+    ``ncall`` counts every call, recursive ones included; ``nactualcall`` the calls that were not
+    recursive. ``tsub`` is self CPU, ``ttot`` total CPU with recursion counted once. For an edge,
+    the four numbers describe the callee's calls made from that caller.
+    """
+
+    ncall: int = 0
+    nactualcall: int = 0
+    tsub: float = 0.0
+    ttot: float = 0.0
+
+    def add(self, other: CallTotals) -> None:
+        """Add ``other`` into these totals."""
+        self.ncall += other.ncall
+        self.nactualcall += other.nactualcall
+        self.tsub += other.tsub
+        self.ttot += other.ttot
+
+    def copy(self) -> CallTotals:
+        return CallTotals(self.ncall, self.nactualcall, self.tsub, self.ttot)
+
+
+@dataclass(slots=True)
+class CallGraph:
+    """What a tracing engine measured for one endpoint over some span (a window, one request):
+    exact per-function totals and caller → callee edges, plus the stacks estimated from them
+    (under :data:`CALL_GRAPH_ROOT`) so that flamegraphs and the other exports can draw it.
+
+    Example::
+
+        graph = CallGraph(functions={leaf: CallTotals(3, 3, 0.02, 0.02)})
+        profile.add_call_graph(graph)
+    """
+
+    functions: dict[Frame, CallTotals] = field(default_factory=dict)
+    edges: dict[Edge, CallTotals] = field(default_factory=dict)
+    stacks: dict[Stack, Weight] = field(default_factory=dict)
+    cut_calls: int = 0
+    """Calls still running when tracing stopped: their own time is missing (see the engine)."""
 
 
 @dataclass(slots=True)
@@ -195,6 +250,15 @@ class EndpointProfile:
     stacks cover the sampled ones only. At most ``stack_cap`` distinct stacks are kept: the samples
     of a new stack past the cap go to :data:`OVERFLOW` under the longest prefix already present, so
     time is never lost, only detail, and ``overflow_samples`` says how much.
+
+    A tracing engine (yappi) adds exact data: ``functions`` and ``edges`` (see :class:`CallGraph`),
+    at most ``function_cap`` functions and four times as many edges; entries past the caps are
+    counted in ``dropped_functions`` and their time stays in ``traced_cpu``, the self CPU of all
+    traced functions. ``cut_calls`` counts calls cut by the end of a tracing window and
+    ``cut_requests`` profiled requests that outlived the window they started in (their exact data
+    is partial; their measured ``cpu`` is not). ``unprofiled_cpu`` over ``unprofiled_timed`` is the
+    mean thread CPU of requests served unprofiled, measured only when an engine asks for it, to
+    show what profiling costs.
     """
 
     name: str
@@ -208,6 +272,15 @@ class EndpointProfile:
     stacks: dict[Stack, Weight] = field(default_factory=dict)
     overflow_samples: int = 0
     stack_cap: int = DEFAULT_STACK_CAP
+    functions: dict[Frame, CallTotals] = field(default_factory=dict)
+    edges: dict[Edge, CallTotals] = field(default_factory=dict)
+    function_cap: int = DEFAULT_FUNCTION_CAP
+    dropped_functions: int = 0
+    traced_cpu: float = 0.0
+    cut_calls: int = 0
+    cut_requests: int = 0
+    unprofiled_cpu: float = 0.0
+    unprofiled_timed: int = 0
 
     @property
     def id(self) -> str:
@@ -250,6 +323,35 @@ class EndpointProfile:
         target = table.setdefault(key, Weight())
         target.add(weight)
 
+    def add_call_graph(self, graph: CallGraph) -> None:
+        """Add a tracing engine's exact function data and its estimated stacks."""
+        self.add_functions(graph.functions, graph.edges)
+        self.cut_calls += graph.cut_calls
+        self.add_stacks(graph.stacks)
+
+    def add_functions(
+        self, functions: Mapping[Frame, CallTotals], edges: Mapping[Edge, CallTotals]
+    ) -> None:
+        """Add exact per-function totals and edges, honouring ``function_cap``."""
+        table = self.functions
+        for frame, totals in functions.items():
+            self.traced_cpu += totals.tsub
+            current = table.get(frame)
+            if current is not None:
+                current.add(totals)
+            elif len(table) < self.function_cap:
+                table[frame] = totals.copy()
+            else:
+                self.dropped_functions += 1
+        edge_table = self.edges
+        edge_cap = 4 * self.function_cap
+        for edge, totals in edges.items():
+            current = edge_table.get(edge)
+            if current is not None:
+                current.add(totals)
+            elif len(edge_table) < edge_cap and edge[0] in table and edge[1] in table:
+                edge_table[edge] = totals.copy()
+
     def merge(self, other: EndpointProfile) -> None:
         """Add another profile of the same endpoint (another thread, process or host) into this."""
         self.requests += other.requests
@@ -261,9 +363,17 @@ class EndpointProfile:
         self.cpu_latency.merge(other.cpu_latency)
         self.overflow_samples += other.overflow_samples
         self.add_stacks(other.stacks)
+        traced = self.traced_cpu + other.traced_cpu
+        self.add_functions(other.functions, other.edges)
+        self.traced_cpu = traced
+        self.dropped_functions += other.dropped_functions
+        self.cut_calls += other.cut_calls
+        self.cut_requests += other.cut_requests
+        self.unprofiled_cpu += other.unprofiled_cpu
+        self.unprofiled_timed += other.unprofiled_timed
 
     def copy(self) -> EndpointProfile:
-        clone = EndpointProfile(self.name, stack_cap=self.stack_cap)
+        clone = EndpointProfile(self.name, stack_cap=self.stack_cap, function_cap=self.function_cap)
         clone.merge(self)
         return clone
 
@@ -274,11 +384,29 @@ class EndpointProfile:
 
 @dataclass(frozen=True, slots=True)
 class FunctionStats:
-    """Self and total time of one function, summed over stacks (recursion counted once)."""
+    """Self and total time of one function, summed over stacks (recursion counted once).
+
+    ``calls`` is the exact number of calls when a tracing engine measured them, else None.
+    """
 
     frame: Frame
     self_seconds: float
     total_seconds: float
+    calls: int | None = None
+
+
+def exact_function_stats(
+    functions: Mapping[Frame, CallTotals], top: int | None = None
+) -> list[FunctionStats]:
+    """Functions of a tracing engine's exact data, largest self CPU first (ties by total CPU),
+    leaving out the frames wsgiprof adds."""
+    result = [
+        FunctionStats(frame, totals.tsub, totals.ttot, totals.ncall)
+        for frame, totals in functions.items()
+        if frame.file != SYNTHETIC_FILE
+    ]
+    result.sort(key=lambda s: (-s.self_seconds, -s.total_seconds, s.frame))
+    return result if top is None else result[: max(top, 0)]
 
 
 def function_stats(stacks: Mapping[Stack, Weight], kind: WeightKind = "cpu") -> list[FunctionStats]:
@@ -334,4 +462,8 @@ def merge_profiles(
         merged.cpu_latency.merge(profile.cpu_latency)
         merged.overflow_samples += profile.overflow_samples
         merged.add_stacks(((root, *stack), weight) for stack, weight in profile.stacks.items())
+        merged.cut_calls += profile.cut_calls
+        merged.cut_requests += profile.cut_requests
+        merged.unprofiled_cpu += profile.unprofiled_cpu
+        merged.unprofiled_timed += profile.unprofiled_timed
     return merged

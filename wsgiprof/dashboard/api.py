@@ -1,12 +1,16 @@
-"""The protected route: a plain WSGI application for the JSON API, the downloads and a basic view.
+"""The protected route: a plain WSGI application for the pages, the JSON API and the downloads.
 
 Standard library only (werkzeug is not a dependency of wsgiprof). The middleware hands it every
 request whose ``PATH_INFO`` is the prefix or lies under it; the path below the prefix picks a route:
 
 ===============================================  ======  =========================================
-``/``                                            GET     basic HTML view: endpoints, downloads
-``/endpoints/<id>``                              GET     basic HTML view of one endpoint
+``/``                                            GET     overview: headline, endpoints, processes
+``/endpoints/<id>``                              GET     one endpoint: flamegraph, functions, files
+``/endpoints/all``                               GET     flamegraph of every endpoint
+``/static/<file>``                               GET     the pages' own JS and CSS
 ``/api/summary``                                 GET     :func:`wsgiprof.summary.build_summary`
+``/api/flame.json``                              GET     flamegraph data of every endpoint
+``/api/endpoints/<id>/flame.json``               GET     flamegraph data of one endpoint
 ``/api/profile.<fmt>``                           GET     all endpoints as a file (``?weight=``)
 ``/api/endpoints/<id>/profile.<fmt>``            GET     one endpoint as a file (``?weight=``)
 ``/api/reset``                                   POST    start a new window
@@ -15,29 +19,34 @@ request whose ``PATH_INFO`` is the prefix or lies under it; the path below the p
 Every route needs the token: ``Authorization: Bearer <token>`` or HTTP Basic with the token as the
 password. Failed attempts are throttled per client address; tokens in the query string are refused.
 Reset is a state change, so with Basic credentials (which a browser replays by itself) it also needs
-proof that the request came from our own pages. Errors are JSON ``{"error": "..."}``.
+proof that the request came from our own pages. Errors are JSON ``{"error": "..."}``. Pages,
+flamegraph data and the summary are gzipped for clients that accept it.
 """
 
 from __future__ import annotations
 
-import html
+import gzip
 import json
 import math
 import re
-import time
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 from wsgiref.util import application_uri
 
 from wsgiprof.auth import LoginThrottle, basic_credentials, bearer_token, token_matches
 from wsgiprof.config import Config
+from wsgiprof.dashboard.flame import flame_data
+from wsgiprof.dashboard.pages import render_all, render_endpoint, render_overview
 from wsgiprof.export import FORMATS, get_exporter
 from wsgiprof.model import WEIGHT_KINDS, EndpointProfile, WeightKind
 from wsgiprof.stores.base import Snapshot
-from wsgiprof.summary import build_summary
+from wsgiprof.summary import SummaryCache, build_summary
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -82,6 +91,19 @@ TOKEN_PARAMETERS = frozenset(
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
 
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+"""The files the pages load from ``static/``, by suffix; nothing else is served from there."""
+
+GZIP_MIN_BYTES = 1400
+"""Compressible responses smaller than this (one packet) are sent as they are."""
+
+FLAME_CACHE_SIZE = 8
+"""Flamegraph bodies kept per dashboard, keyed by what identifies their data."""
+
 AuthScheme = Literal["bearer", "basic"]
 
 _GET = ("GET", "HEAD")
@@ -93,6 +115,7 @@ class _Response:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    compressible: bool = False
 
 
 @dataclass(slots=True)
@@ -132,6 +155,7 @@ class Dashboard:
         reset: Callable[[], float],
         engine: str,
         throttle: LoginThrottle | None = None,
+        host: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self.prefix = config.path
@@ -139,10 +163,23 @@ class Dashboard:
         self.throttle = throttle if throttle is not None else LoginThrottle()
         self._read = read
         self._reset = reset
+        if host is None:
+            from wsgiprof.resources import host_reading
+
+            host = host_reading
+            host()  # the first reading of host CPU only starts the measurement
+        self._host = host
+        self._summary_cache = SummaryCache()
+        self._flame_cache: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._flame_lock = threading.Lock()
         self._routes: list[tuple[re.Pattern[str], tuple[str, ...], _Handler]] = [
             (re.compile(r"/"), _GET, self._index_page),
+            (re.compile(r"/endpoints/all"), _GET, self._all_page),
             (re.compile(r"/endpoints/([^/]+)"), _GET, self._endpoint_page),
+            (re.compile(r"/static/([a-z0-9][a-z0-9-]*\.(?:js|css|svg))"), _GET, self._static),
             (re.compile(r"/api/summary"), _GET, self._summary),
+            (re.compile(r"/api/flame\.json"), _GET, self._flame_all),
+            (re.compile(r"/api/endpoints/([^/]+)/flame\.json"), _GET, self._flame_one),
             (re.compile(r"/api/profile\.(.+)"), _GET, self._download_all),
             (re.compile(r"/api/endpoints/([^/]+)/profile\.(.+)"), _GET, self._download_one),
             (re.compile(r"/api/reset"), _POST, self._reset_window),
@@ -158,6 +195,11 @@ class Dashboard:
         response = self._respond(environ)
         headers = [*response.headers, *SECURITY_HEADERS]
         body = response.body
+        if response.compressible:
+            headers.append(("Vary", "Accept-Encoding"))
+            if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(environ):
+                body = gzip.compress(body, compresslevel=6, mtime=0)
+                headers.append(("Content-Encoding", "gzip"))
         if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD":
             body = b""
         else:
@@ -227,12 +269,73 @@ class Dashboard:
         return None
 
     def _summary(self, request: _Request, match: re.Match[str]) -> _Response:
-        return _json(HTTPStatus.OK, self._build_summary(self._read()))
+        response = _json(HTTPStatus.OK, self._build_summary(self._read()))
+        response.compressible = True
+        return response
 
-    def _build_summary(self, snapshot: Snapshot, top: int = 10) -> dict[str, Any]:
+    def _build_summary(
+        self, snapshot: Snapshot, top: int = 10, *, function_totals: bool = True
+    ) -> dict[str, Any]:
+        try:
+            host: dict[str, Any] | None = self._host()
+        except Exception:
+            host = None
         return build_summary(
-            snapshot, engine=self.engine, sample_rate=self.config.sample_rate, top=top
+            snapshot,
+            engine=self.engine,
+            sample_rate=self.config.sample_rate,
+            top=top,
+            host=host,
+            function_totals=function_totals,
+            cache=self._summary_cache,
         )
+
+    def _static(self, request: _Request, match: re.Match[str]) -> _Response:
+        name = match.group(1)
+        resource = files("wsgiprof.dashboard").joinpath("static").joinpath(name)
+        suffix = name[name.rindex(".") :]
+        if suffix not in STATIC_TYPES or not resource.is_file():
+            return _error(HTTPStatus.NOT_FOUND, "no such static file")
+        return _Response(
+            HTTPStatus.OK,
+            resource.read_bytes(),
+            [("Content-Type", STATIC_TYPES[suffix])],
+            compressible=True,
+        )
+
+    def _flame_all(self, request: _Request, match: re.Match[str]) -> _Response:
+        snapshot = self._read()
+        profiles = sorted(snapshot.endpoints.values(), key=lambda p: p.name)
+        key = ("all", *(_fingerprint(p) for p in profiles))
+        return self._flame(key, profiles, "all endpoints", by_endpoint=True)
+
+    def _flame_one(self, request: _Request, match: re.Match[str]) -> _Response:
+        endpoint = match.group(1)
+        profile = _find(self._read(), endpoint)
+        if profile is None:
+            return _unknown_endpoint(endpoint)
+        return self._flame(("one", _fingerprint(profile)), [profile], profile.name)
+
+    def _flame(
+        self,
+        key: tuple[object, ...],
+        profiles: list[EndpointProfile],
+        name: str,
+        *,
+        by_endpoint: bool = False,
+    ) -> _Response:
+        with self._flame_lock:
+            body = self._flame_cache.get(key)
+            if body is not None:
+                self._flame_cache.move_to_end(key)
+        if body is None:
+            data = flame_data(profiles, name=name, by_endpoint=by_endpoint)
+            body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            with self._flame_lock:
+                self._flame_cache[key] = body
+                while len(self._flame_cache) > FLAME_CACHE_SIZE:
+                    self._flame_cache.popitem(last=False)
+        return _Response(HTTPStatus.OK, body, [("Content-Type", JSON_TYPE)], compressible=True)
 
     def _reset_window(self, request: _Request, match: re.Match[str]) -> _Response:
         if request.scheme == "basic" and not _same_origin(request.environ):
@@ -286,18 +389,53 @@ class Dashboard:
         )
 
     def _index_page(self, request: _Request, match: re.Match[str]) -> _Response:
-        summary = self._build_summary(self._read())
+        # The overview shows each endpoint's hottest function by self CPU only, so it skips the
+        # total CPU per function, the part of the summary that grows with stack depth.
+        summary = self._build_summary(self._read(), top=1, function_totals=False)
         base = _base_href(request.environ, self.prefix)
-        return _html(_render_index(summary, base))
+        return _html(render_overview(summary, base))
 
     def _endpoint_page(self, request: _Request, match: re.Match[str]) -> _Response:
         endpoint = match.group(1)
-        summary = self._build_summary(self._read(), top=30)
-        entry = next((e for e in summary["endpoints"] if e["id"] == endpoint), None)
-        if entry is None:
+        snapshot = self._read()
+        profile = _find(snapshot, endpoint)
+        if profile is None:
             return _unknown_endpoint(endpoint)
+        total_cpu = sum(p.cpu for p in snapshot.endpoints.values())
+        alone = Snapshot(window_start=0.0, window_end=0.0, endpoints={profile.name: profile})
+        entry = build_summary(
+            alone, engine=self.engine, sample_rate=1.0, top=0, function_totals=False
+        )["endpoints"][0]
+        entry["cpu_share"] = profile.cpu / total_cpu if total_cpu > 0 else 0.0
         base = _base_href(request.environ, self.prefix)
-        return _html(_render_endpoint(summary, entry, base))
+        return _html(render_endpoint(entry, base))
+
+    def _all_page(self, request: _Request, match: re.Match[str]) -> _Response:
+        summary = self._build_summary(self._read(), top=0, function_totals=False)
+        base = _base_href(request.environ, self.prefix)
+        return _html(render_all(summary, base))
+
+
+def _fingerprint(profile: EndpointProfile) -> tuple[object, ...]:
+    """What changes whenever an endpoint gets a new sampled request (see SummaryCache)."""
+    return (
+        profile.name,
+        profile.requests,
+        profile.sampled,
+        profile.cpu,
+        profile.wall,
+        len(profile.stacks),
+        profile.overflow_samples,
+    )
+
+
+def _accepts_gzip(environ: WSGIEnvironment) -> bool:
+    accepted = environ.get("HTTP_ACCEPT_ENCODING", "")
+    for part in accepted.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 def _is_token_parameter(name: str) -> bool:
@@ -380,141 +518,11 @@ def _same_origin(environ: WSGIEnvironment) -> bool:
     return theirs is not None and theirs == ours
 
 
-# The basic HTML view. The full pages (endpoint table, flamegraph) come later and replace this.
-
-_e = html.escape
-
-
 def _html(page: str) -> _Response:
-    return _Response(HTTPStatus.OK, page.encode("utf-8"), [("Content-Type", HTML_TYPE)])
+    return _Response(
+        HTTPStatus.OK, page.encode("utf-8"), [("Content-Type", HTML_TYPE)], compressible=True
+    )
 
 
 def _base_href(environ: WSGIEnvironment, prefix: str) -> str:
     return quote(environ.get("SCRIPT_NAME", "").rstrip("/") + prefix)
-
-
-def _page(title: str, body: str, base: str) -> str:
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="referrer" content="no-referrer">\n'
-        f"<title>{_e(title)}</title>\n</head>\n<body>\n"
-        "<header>\n<p><strong>wsgiprof: basic view.</strong> A plain listing until the full "
-        "dashboard pages exist; the data is also at "
-        f'<a href="{_e(base)}/api/summary">api/summary</a> (JSON).</p>\n'
-        f"</header>\n<main>\n{body}</main>\n</body>\n</html>\n"
-    )
-
-
-def _format_time(seconds: object) -> str:
-    if not isinstance(seconds, (int, float)):
-        return "?"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
-
-
-def _number(value: object, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return _e(str(value))
-
-
-def _download_links(href: str, kind: WeightKind) -> str:
-    links = " ".join(
-        f'<a href="{_e(href)}/profile.{_e(fmt)}?weight={kind}">{_e(fmt)}</a>' for fmt in FORMATS
-    )
-    return f"{kind}: {links}"
-
-
-def _render_index(summary: dict[str, Any], base: str) -> str:
-    totals = summary["totals"]
-    rows = []
-    for entry in summary["endpoints"]:
-        ident = quote(entry["id"], safe="")
-        rows.append(
-            "<tr>"
-            f'<td><a href="{_e(base)}/endpoints/{_e(ident)}">{_e(entry["name"])}</a></td>'
-            f"<td>{_number(entry['requests'])}</td>"
-            f"<td>{_number(entry['sampled'])}</td>"
-            f"<td>{_number(entry['errors'])}</td>"
-            f"<td>{_number(entry['cpu_seconds'])}</td>"
-            f"<td>{_number(entry['wall_seconds'])}</td>"
-            f"<td>{_number(entry['cpu_share'] * 100, 1)}%</td>"
-            f"<td>{_download_links(f'{base}/api/endpoints/{ident}', 'cpu')}</td>"
-            "</tr>\n"
-        )
-    table = (
-        "<table>\n<caption>Endpoints by share of sampled CPU</caption>\n<thead><tr>"
-        '<th scope="col">Endpoint</th><th scope="col">Requests</th>'
-        '<th scope="col">Sampled</th><th scope="col">Errors</th><th scope="col">CPU s</th>'
-        '<th scope="col">Wall s</th><th scope="col">CPU share</th>'
-        '<th scope="col">Downloads</th></tr></thead>\n'
-        f"<tbody>\n{''.join(rows)}</tbody>\n</table>\n"
-        if rows
-        else "<p>No requests recorded in this window yet.</p>\n"
-    )
-    processes = "".join(
-        f"<li>{_e(str(p['host']))} pid {_number(p['pid'])}: CPU {_number(p['cpu_percent'], 1)}%, "
-        f"RSS {_number(p['rss_bytes'])} bytes, threads {_number(p['threads'])}</li>\n"
-        for p in summary["processes"]
-    )
-    body = (
-        "<h1>Endpoints</h1>\n"
-        f"<p>Engine {_e(str(summary['engine']))}, sample rate {_number(summary['sample_rate'])}; "
-        f"window from {_e(_format_time(summary['window']['start']))} "
-        f"to {_e(_format_time(summary['window']['end']))}. "
-        f"{_number(totals['requests'])} requests, {_number(totals['sampled'])} sampled, "
-        f"{_number(totals['cpu_seconds'])} CPU s, {_number(totals['wall_seconds'])} wall s.</p>\n"
-        f"{table}"
-        f"<h2>All endpoints</h2>\n<p>{_download_links(f'{base}/api', 'cpu')}</p>\n"
-        f"<p>{_download_links(f'{base}/api', 'wall')}</p>\n"
-        + (f"<h2>Processes</h2>\n<ul>\n{processes}</ul>\n" if processes else "")
-    )
-    return _page("wsgiprof: endpoints (basic view)", body, base)
-
-
-def _render_endpoint(summary: dict[str, Any], entry: dict[str, Any], base: str) -> str:
-    ident = quote(entry["id"], safe="")
-    facts = [
-        ("Requests", _number(entry["requests"])),
-        ("Sampled", _number(entry["sampled"])),
-        ("Errors", _number(entry["errors"])),
-        ("CPU seconds", _number(entry["cpu_seconds"])),
-        ("Wall seconds", _number(entry["wall_seconds"])),
-        ("CPU share", f"{_number(entry['cpu_share'] * 100, 1)}%"),
-        ("Mean CPU ms", _number(entry["mean_cpu_ms"])),
-        ("Mean wall ms", _number(entry["mean_wall_ms"])),
-        ("p50 wall ms", _number(entry["p50_wall_ms"])),
-        ("p95 wall ms", _number(entry["p95_wall_ms"])),
-        ("CPU / wall", _number(entry["cpu_wall_ratio"])),
-        ("Off-CPU seconds", _number(entry["off_cpu_seconds"])),
-        ("Overflow samples", _number(entry["overflow_samples"])),
-    ]
-    facts_html = "".join(f"<dt>{_e(label)}</dt><dd>{value}</dd>\n" for label, value in facts)
-    rows = "".join(
-        "<tr>"
-        f"<td>{_e(fn['name'])}{' (off-CPU)' if fn['off_cpu'] else ''}</td>"
-        f'<td title="{_e(fn["path"])}">{_e(fn["file"])}:{_number(fn["line"])}</td>'
-        f"<td>{_number(fn['self_cpu_seconds'])}</td>"
-        f"<td>{_number(fn['total_cpu_seconds'])}</td>"
-        "</tr>\n"
-        for fn in entry["top_functions"]
-    )
-    functions = (
-        "<table>\n<caption>Top functions by self CPU</caption>\n<thead><tr>"
-        '<th scope="col">Function</th><th scope="col">File</th>'
-        '<th scope="col">Self CPU s</th><th scope="col">Total CPU s</th></tr></thead>\n'
-        f"<tbody>\n{rows}</tbody>\n</table>\n"
-        if rows
-        else "<p>No profiled stacks for this endpoint yet.</p>\n"
-    )
-    href = f"{base}/api/endpoints/{ident}"
-    body = (
-        f'<p><a href="{_e(base)}/">All endpoints</a></p>\n'
-        f"<h1>{_e(entry['name'])}</h1>\n<dl>\n{facts_html}</dl>\n{functions}"
-        f"<h2>Downloads</h2>\n<p>{_download_links(href, 'cpu')}</p>\n"
-        f"<p>{_download_links(href, 'wall')}</p>\n"
-    )
-    return _page(f"wsgiprof: {entry['name']} (basic view)", body, base)

@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
-from wsgiprof.config import Config
-from wsgiprof.engines.base import ActiveProfile, Capture, Engine, EngineUnavailableError
+from wsgiprof.config import Config, ConfigError
+from wsgiprof.engines.base import (
+    ActiveProfile,
+    CallGraphSink,
+    Capture,
+    Engine,
+    EngineUnavailableError,
+    WindowedEngine,
+    WindowFacts,
+)
 
-__all__ = ["ActiveProfile", "Capture", "Engine", "EngineUnavailableError", "create_engine"]
+__all__ = [
+    "ActiveProfile",
+    "CallGraphSink",
+    "Capture",
+    "Engine",
+    "EngineUnavailableError",
+    "WindowFacts",
+    "WindowedEngine",
+    "create_engine",
+]
 
 
 def create_engine(config: Config) -> Engine:
-    """Build the engine the configuration names."""
+    """Build the engine the configuration names.
+
+    Raises :class:`~wsgiprof.config.ConfigError` naming ``WSGIPROF_ENGINE`` when the engine's
+    package is not installed, so start-up fails with the fix in the message.
+    """
     if config.engine == "pyinstrument":
         from wsgiprof.engines.pyinstrument import PyinstrumentEngine
 
         return PyinstrumentEngine(
             interval=config.interval, off_cpu_functions=config.off_cpu_functions
         )
+    if config.engine == "yappi":
+        try:
+            from wsgiprof.engines.yappi import YappiEngine
+        except ImportError as exc:
+            raise ConfigError(
+                "WSGIPROF_ENGINE",
+                config.engine,
+                f"pyinstrument, or install yappi for this engine: pip install 'wsgiprof[yappi]' "
+                f"({exc})",
+            ) from exc
+        return YappiEngine(sample_rate=config.sample_rate, window=config.yappi_window)
     raise NotImplementedError(f"engine {config.engine!r} is not available yet")

@@ -5,14 +5,23 @@ application is called and returns an :class:`ActiveProfile`; ``stop()`` on that 
 thread, ends it and returns a :class:`Capture`. An engine that cannot profile this request (another
 profiler already owns the thread) raises :class:`EngineUnavailableError`, and the request is served
 unprofiled.
+
+A *windowed* engine (yappi) cannot profile one request alone: it traces every thread of the
+process while a window is open. It implements :class:`WindowedEngine` on top: the middleware asks
+:meth:`WindowedEngine.window_open` instead of its sampler, still calls ``start()``/``stop()``
+around each request (measured CPU and wall, no stacks), names the request's endpoint with
+:meth:`WindowedEngine.resolve`, and receives exact function data per endpoint through the sink
+given to :meth:`WindowedEngine.attach` whenever the engine has read it (at each window's end).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from wsgiprof.model import Stack, Weight
+from wsgiprof.model import CallGraph, Stack, Weight
+from wsgiprof.stores.base import ProcessInfo
 
 
 class EngineUnavailableError(RuntimeError):
@@ -23,12 +32,17 @@ class EngineUnavailableError(RuntimeError):
 class Capture:
     """What an engine measured for one request: thread CPU seconds, wall seconds, weighted stacks.
 
-    The CPU weights of ``stacks`` add up to ``cpu``; the wall weights to ``wall``.
+    The CPU weights of ``stacks`` add up to ``cpu``; the wall weights to ``wall``. A windowed
+    engine returns no stacks, and a ``tag`` (non-zero) that identifies the request until the
+    middleware names its endpoint with :meth:`WindowedEngine.resolve`; ``cut`` says the request
+    outlived the window it started in, so its exact data is partial.
     """
 
     cpu: float
     wall: float
     stacks: dict[Stack, Weight] = field(default_factory=dict)
+    tag: int = 0
+    cut: bool = False
 
 
 class ActiveProfile(Protocol):
@@ -49,3 +63,65 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release process-wide resources (threads, hooks)."""
+
+
+CallGraphSink = Callable[[str, CallGraph], None]
+"""Receives ``(endpoint name, call graph)`` from a windowed engine, on any thread."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowFacts:
+    """What a windowed engine did in this process: seconds traced, seconds since it started,
+    windows completed, requests profiled and the seconds spent reading stats."""
+
+    on_seconds: float
+    elapsed_seconds: float
+    windows: int
+    read_seconds: float
+
+
+@runtime_checkable
+class WindowedEngine(Engine, Protocol):
+    """An engine that traces every thread during windows of time (see the module docstring).
+
+    Example::
+
+        engine.attach(lambda endpoint, graph: aggregator.add_call_graph(endpoint, graph))
+        if engine.window_open():
+            active = engine.start()
+            ...
+            capture = active.stop()
+            engine.resolve(capture.tag, "GET /users")
+    """
+
+    windowed: bool
+
+    def window_open(self) -> bool:
+        """Whether a window is open now, so a request starting now is profiled. Cheap, any
+        thread; the first call in a process starts the engine's scheduling (never before the
+        first request, so never in a pre-fork master)."""
+
+    def resolve(self, tag: int, endpoint: str) -> None:
+        """Name the endpoint of the request whose capture carried ``tag``."""
+
+    def attach(self, sink: CallGraphSink) -> None:
+        """Deliver exact per-endpoint data to ``sink`` from now on."""
+
+    def facts(self) -> WindowFacts:
+        """Cumulative facts of this process, for the duty cycle shown in the summary."""
+
+
+def window_summary(processes: Iterable[ProcessInfo]) -> dict[str, Any] | None:
+    """The duty cycle that windowed engines achieved, summed over ``processes``: seconds traced,
+    seconds elapsed and their ratio. None when no process ran a windowed engine."""
+    readings = [p for p in processes if p.profiler_seconds is not None]
+    if not readings:
+        return None
+    on = sum(p.profiler_on_seconds or 0.0 for p in readings)
+    elapsed = sum(p.profiler_seconds or 0.0 for p in readings)
+    return {
+        "processes": len(readings),
+        "on_seconds": round(on, 6),
+        "elapsed_seconds": round(elapsed, 6),
+        "duty_cycle": round(on / elapsed, 6) if elapsed > 0 else None,
+    }

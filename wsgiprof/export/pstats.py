@@ -5,6 +5,11 @@ for a function f, ``tt`` is the weight of the stacks where f is the leaf, ``ct``
 stacks that contain f (once per stack, so recursion does not inflate it) and ``cc == nc`` the
 number of samples of those stacks. Each caller edge carries the same four numbers for the stacks
 holding that call.
+
+When every exported profile has exact function data from a tracing engine (yappi) and the weight
+is CPU, the table comes from that data: real call counts (``cc`` non-recursive, ``nc`` all),
+self and total CPU, and each caller edge's own numbers. Every function no caller called gets a
+caller naming its endpoint, so snakeviz draws the whole endpoint from one root.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from wsgiprof.export.base import combined_stacks, frame_name, weighted_stacks
-from wsgiprof.model import EndpointProfile, Frame, Stack, Weight, WeightKind
+from wsgiprof.model import CallTotals, EndpointProfile, Frame, Stack, Weight, WeightKind
 
 FuncKey = tuple[str, int, str]
 """pstats' function identity: (file, first line, function name)."""
@@ -91,6 +96,57 @@ def stats_table(stacks: Mapping[Stack, Weight], kind: WeightKind) -> dict[FuncKe
     }
 
 
+def exact_table(profiles: Sequence[EndpointProfile]) -> dict[FuncKey, FuncStats]:
+    """The pstats dictionary of the exact function data of ``profiles`` (CPU seconds).
+
+    Each endpoint gets a frame of its own (as in :func:`~wsgiprof.model.merge_profiles`) that
+    calls the endpoint's root functions; with several profiles :data:`ALL_ENDPOINTS` calls those.
+    """
+    functions: dict[FuncKey, CallTotals] = {}
+    callers: dict[FuncKey, dict[FuncKey, CallTotals]] = {}
+
+    def add(key: FuncKey, totals: CallTotals, caller: FuncKey | None) -> None:
+        functions.setdefault(key, CallTotals()).add(totals)
+        if caller is not None:
+            callers.setdefault(key, {}).setdefault(caller, CallTotals()).add(totals)
+
+    top = func_key(ALL_ENDPOINTS) if len(profiles) > 1 else None
+    for profile in profiles:
+        endpoint = func_key(Frame(profile.name, "<endpoint>", 0))
+        called = {callee for caller, callee in profile.edges if caller != callee}
+        roots = CallTotals()
+        for frame, totals in profile.functions.items():
+            key = func_key(frame)
+            if frame in called:
+                functions.setdefault(key, CallTotals()).add(totals)
+            else:
+                add(key, totals, endpoint)
+                roots.add(CallTotals(totals.nactualcall, totals.nactualcall, 0.0, totals.ttot))
+        for (caller, callee), totals in profile.edges.items():
+            callers.setdefault(func_key(callee), {}).setdefault(func_key(caller), CallTotals()).add(
+                totals
+            )
+        add(endpoint, CallTotals(1, 1, 0.0, roots.ttot), top)
+        if top is not None:
+            add(top, CallTotals(1, 1, 0.0, roots.ttot), None)
+    if top is not None:
+        # One call of the root, not one per endpoint: it stands for the whole export.
+        functions[top].ncall = functions[top].nactualcall = 1
+    return {
+        key: (
+            totals.nactualcall,
+            totals.ncall,
+            totals.tsub,
+            totals.ttot,
+            {
+                caller: (edge.ncall, edge.nactualcall, edge.tsub, edge.ttot)
+                for caller, edge in sorted(callers.get(key, {}).items())
+            },
+        )
+        for key, totals in sorted(functions.items())
+    }
+
+
 class PstatsExporter:
     """A ``.prof`` file (marshalled pstats table) for snakeviz, ``pstats`` and gprof2dot.
 
@@ -109,6 +165,8 @@ class PstatsExporter:
 
     def export(self, profiles: Sequence[EndpointProfile], kind: WeightKind) -> bytes:
         """Marshalled pstats of ``profiles``, weighted by ``kind``."""
+        if kind == "cpu" and profiles and all(profile.functions for profile in profiles):
+            return marshal.dumps(exact_table(profiles))
         stacks = combined_stacks(profiles)
         if len(profiles) > 1:
             stacks = {(ALL_ENDPOINTS, *stack): weight for stack, weight in stacks.items()}

@@ -27,6 +27,10 @@ class ProcessInfo:
     rss_bytes: int | None = None
     threads: int | None = None
     last_seen: float = field(default_factory=time.time)
+    profiler_on_seconds: float | None = None
+    """Seconds a windowed engine (yappi) traced this process; None for other engines."""
+    profiler_seconds: float | None = None
+    """Seconds since that engine started in this process (the duty cycle's denominator)."""
 
     @property
     def key(self) -> str:

@@ -1,0 +1,343 @@
+"""The dashboard in headless Chromium (Debian's ``chromium``, driven by Playwright's Python package;
+no browser is ever downloaded), against the example Flask app under a bounded load.
+
+Skipped when Chromium or Playwright is missing, except under ``CI`` where that fails instead.
+``WSGIPROF_SCREENSHOTS=1`` also saves ``docs/overview.png`` and ``docs/flamegraph.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from flask import Flask
+
+from tests.servers import REPO_ROOT, ThreadedServer, in_ci, load
+from wsgiprof import ProfilerMiddleware
+from wsgiprof.config import Config
+from wsgiprof.endpoints import ENVIRON_KEY
+from wsgiprof.model import endpoint_id
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+
+pytestmark = [pytest.mark.browser, pytest.mark.allow_thread_leak]
+
+CHROMIUM = os.environ.get("WSGIPROF_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "browser-test-token-0123"
+PREFIX = "/_wsgiprof"
+EVIL_PATH = "/<img src=x onerror=alert(1)>"
+EVIL_FUNCTION = "evil<&\"'>"
+
+
+def _skip_or_fail(reason: str) -> None:
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: not skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _skip_or_fail("playwright is not installed")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        _skip_or_fail(f"chromium not found at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _hostile_handler(error: Exception) -> tuple[str, int]:
+    total = 0
+    for i in range(300_000):
+        total += i * i % 7
+    return f"not found ({total})", 404
+
+
+# A function whose name holds markup, the way a profile of real code could: pyinstrument reads
+# the name from the code object.
+_hostile_handler.__code__ = _hostile_handler.__code__.replace(co_name=EVIL_FUNCTION)
+if sys.version_info >= (3, 11):
+    _hostile_handler.__code__ = _hostile_handler.__code__.replace(co_qualname=EVIL_FUNCTION)
+
+
+def _raw_path_for_unmatched(environ: WSGIEnvironment) -> str:
+    """Flask's route names, but unmatched requests by their raw path, so that a hostile path
+    becomes an endpoint name on the page."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    template = environ.get(ENVIRON_KEY)
+    return f"{method} {template if template else environ.get('PATH_INFO', '')}"
+
+
+def fresh_example_app() -> WSGIApplication:
+    """The example app's views on a new Flask app, profiled with an explicit config."""
+    from examples.flask_app import app as example
+
+    fresh = Flask("wsgiprof_browser_example")
+    for rule in example.app.url_map.iter_rules():
+        if rule.endpoint != "static":
+            fresh.add_url_rule(
+                rule.rule,
+                rule.endpoint,
+                example.app.view_functions[rule.endpoint],
+                methods=rule.methods,
+            )
+    fresh.register_error_handler(404, _hostile_handler)
+    config = Config(enabled=True, sample_rate=1.0, token=TOKEN, store="memory")
+    return ProfilerMiddleware(fresh.wsgi_app, config=config, endpoint_key=_raw_path_for_unmatched)
+
+
+@dataclass
+class Site:
+    url: str
+    server: ThreadedServer
+
+    def page_url(self, path: str = "/") -> str:
+        return f"{self.url}{PREFIX}{path}"
+
+
+@pytest.fixture
+def site(threaded_server: Callable[[WSGIApplication], ThreadedServer]) -> Site:
+    server = threaded_server(fresh_example_app())
+    load(f"{server.url}/report", 40, 4)
+    load(f"{server.url}/inventory", 6, 2)
+    load(f"{server.url}/users/7", 20, 4)
+    load(f"{server.url}/health", 20, 4)
+    load(f"{server.url}/{'%3Cimg%20src=x%20onerror=alert(1)%3E'}", 3, 1)
+    return Site(server.url, server)
+
+
+class Watch:
+    """Collects console errors, page errors and dialogs of a page."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+        page.on("dialog", self._dialog)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def clean(self) -> None:
+        assert self.errors == []
+        assert self.dialogs == []
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(
+        http_credentials={"username": "me", "password": TOKEN},
+        viewport={"width": 1280, "height": 900},
+    )
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+_SORT_KEYS = "cells => cells.map(cell => cell.getAttribute('data-sort'))"
+
+
+def _frame_width(page: Any, label_prefix: str) -> float:
+    rect = page.locator(f'#flame g.frame[aria-label^="{label_prefix}"] rect').first
+    return float(rect.get_attribute("width"))
+
+
+def _svg_width(page: Any) -> float:
+    return float(page.locator("#flame svg").get_attribute("width"))
+
+
+def test_login_required(browser: Any, site: Site) -> None:
+    anonymous = browser.new_context()
+    try:
+        response = anonymous.request.get(site.page_url("/"))
+        assert response.status == 401
+        assert response.headers["www-authenticate"].startswith("Basic")
+    finally:
+        anonymous.close()
+    wrong = browser.new_context(http_credentials={"username": "me", "password": "wrong-token!"})
+    try:
+        # A page navigation would end in net::ERR_INVALID_AUTH_CREDENTIALS; the context's
+        # request API shows the answer itself.
+        assert wrong.request.get(site.page_url("/")).status == 401
+    finally:
+        wrong.close()
+
+
+def test_overview(context: Any, site: Site) -> None:
+    page = context.new_page()
+    watch = Watch(page)
+    response = page.goto(site.page_url("/"))
+    assert response is not None
+    assert response.status == 200
+    names = page.locator("#endpoints tbody th a").all_text_contents()
+    assert names[0] == "GET /report"
+    for name in ("GET /inventory", "GET /users/<int:user_id>", "GET /health", "GET " + EVIL_PATH):
+        assert name in names
+    assert "GET /report used" in page.locator("#headline").text_content()
+    # Sorting by a header reorders the rows; a second click reverses the order.
+    wall_cells = "#endpoints tbody tr td:nth-child(6)"
+    page.locator("#endpoints thead button", has_text="Wall ms").click()
+    values = [float(v) for v in page.locator(wall_cells).evaluate_all(_SORT_KEYS)]
+    assert values == sorted(values, reverse=True)
+    page.locator("#endpoints thead button", has_text="Wall ms").click()
+    values = [float(v) for v in page.locator(wall_cells).evaluate_all(_SORT_KEYS)]
+    assert values == sorted(values)
+    page.locator("#endpoints thead button", has_text="Endpoint").click()
+    names = page.locator("#endpoints tbody th a").all_text_contents()
+    assert names == sorted(names, key=str.lower)
+    assert page.locator("#endpoints thead th[aria-sort]").count() == 1
+    assert page.locator("text=Host CPU").count() == 1
+    watch.clean()
+
+
+def test_flamegraph_zoom_search_and_modes(context: Any, site: Site) -> None:
+    page = context.new_page()
+    watch = Watch(page)
+    start = time.perf_counter()
+    page.goto(site.page_url(f"/endpoints/{endpoint_id('GET /report')}"))
+    page.wait_for_selector("#flame[data-ready='1']")
+    assert time.perf_counter() - start < 5
+    full = _svg_width(page)
+    render = _frame_width(page, "render_rows")
+    assert 0 < render < full
+    # Hover shows a tooltip with the function, its file and its times.
+    page.locator('#flame g.frame[aria-label^="render_rows"] rect').first.hover()
+    tip = page.locator("#flame-tip")
+    assert tip.is_visible()
+    assert "render_rows" in tip.text_content()
+    assert "app.py:" in tip.text_content()
+    assert "Self CPU" in tip.text_content()
+    # Click zooms: the clicked frame spans the full width; reset restores it.
+    page.locator('#flame g.frame[aria-label^="render_rows"] rect').first.click()
+    assert _frame_width(page, "render_rows") == pytest.approx(full, abs=1)
+    assert page.locator("#flame-reset").is_enabled()
+    page.locator("#flame-reset").click()
+    assert _frame_width(page, "render_rows") == pytest.approx(render, rel=1e-6)
+    # Search highlights the matches and shows their share.
+    page.locator("#flame-search").fill("render_rows")
+    page.wait_for_selector("#flame g.frame.match")
+    share = float(page.locator("#flame-match").get_attribute("data-share"))
+    assert 0 < share < 1
+    assert "%" in page.locator("#flame-match").text_content()
+    assert page.locator("#flame g.frame.dim").count() > 0
+    page.locator("#flame-search").fill("")
+    # Functions table filled from the data.
+    assert page.locator("#functions tbody tr").count() > 3
+    assert "render_rows" in page.locator("#functions tbody").text_content()
+    watch.clean()
+
+
+def test_mode_switch_changes_widths(context: Any, site: Site) -> None:
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(site.page_url("/endpoints/all"))
+    page.wait_for_selector("#flame[data-ready='1']")
+    cpu = _frame_width(page, "GET /inventory")
+    page.locator("input[name='mode'][value='wall']").check()
+    page.wait_for_selector("#flame[data-mode='wall']")
+    wall = _frame_width(page, "GET /inventory")
+    assert wall > cpu * 2  # /inventory mostly sleeps: small on CPU, wide on wall time
+    sleep = page.locator('#flame g.frame[aria-label="sleep"] rect').first
+    assert sleep.get_attribute("fill") == "url(#flame-hatch)"
+    watch.clean()
+
+
+def test_hostile_names_are_text(context: Any, site: Site) -> None:
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(site.page_url("/"))
+    link = page.locator("#endpoints tbody th a", has_text="onerror")
+    assert link.text_content() == "GET " + EVIL_PATH
+    assert page.locator("img").count() == 0
+    link.click()
+    page.wait_for_selector("#flame[data-ready='1']")
+    assert page.locator("h1").text_content() == "GET " + EVIL_PATH
+    selector = EVIL_FUNCTION.replace('"', '\\"')
+    assert page.locator(f'#flame g.frame[aria-label^="{selector} ("]').count() >= 1
+    assert EVIL_FUNCTION in page.locator("#functions tbody").text_content()
+    assert page.locator("img").count() == 0
+    page.locator("#flame g.frame rect").first.hover()
+    watch.clean()
+
+
+def test_reset_from_the_page(context: Any, site: Site) -> None:
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(site.page_url("/"))
+    assert page.locator("#endpoints tbody tr").count() >= 5
+    page.locator("#reset-window").click()
+    assert page.locator("#reset-window").text_content() == "Click again to reset"
+    with page.expect_navigation():
+        page.locator("#reset-window").click()
+    assert page.locator("#headline").text_content() == "No requests profiled yet in this window."
+    watch.clean()
+
+
+def test_reset_refused_cross_site(context: Any, site: Site) -> None:
+    """A page of another origin cannot drive the reset with the cached credentials."""
+    page = context.new_page()
+    page.goto(site.page_url("/"))
+    other = site.url.replace("127.0.0.1", "localhost")
+    status = page.evaluate(
+        """url => fetch(url, {method: 'POST', mode: 'no-cors', credentials: 'include'})
+            .then(r => r.status, () => 'blocked')""",
+        f"{other}{PREFIX}/api/reset",
+    )
+    assert status in (0, "blocked")  # opaque or refused; either way the server said 403
+    page.reload()
+    assert page.locator("#endpoints tbody tr").count() >= 5
+
+
+@pytest.mark.skipif(
+    os.environ.get("WSGIPROF_SCREENSHOTS") != "1", reason="set WSGIPROF_SCREENSHOTS=1"
+)
+def test_screenshots(
+    context: Any, threaded_server: Callable[[WSGIApplication], ThreadedServer]
+) -> None:
+    """The README's pictures, from real data of the example app (no hostile names here)."""
+    server = threaded_server(fresh_example_app())
+    for path, count in (("/report", 30), ("/users/7", 30), ("/inventory", 10), ("/health", 30)):
+        load(f"{server.url}{path}", count, 1)
+    site = Site(server.url, server)
+    docs = REPO_ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    page = context.new_page()
+    page.set_viewport_size({"width": 1280, "height": 860})
+    page.goto(site.page_url("/"))
+    page.screenshot(path=str(docs / "overview.png"), full_page=True)
+    page.goto(site.page_url(f"/endpoints/{endpoint_id('GET /report')}"))
+    page.wait_for_selector("#flame[data-ready='1']")
+    page.locator('#flame g.frame[aria-label^="render_rows"] rect').first.hover()
+    page.screenshot(
+        path=str(docs / "flamegraph.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 860}
+    )

@@ -1,0 +1,569 @@
+"""The yappi engine: exact CPU and call counts per endpoint, windows, forks, middleware, exports."""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import pstats
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yappi
+from werkzeug.test import Client
+
+from tests.servers import ThreadedServer, load
+from wsgiprof import Config, ConfigError, ProfilerMiddleware
+from wsgiprof.engines import create_engine
+from wsgiprof.engines.yappi import YappiEngine, build_call_graph
+from wsgiprof.export.pstats import PstatsExporter
+from wsgiprof.model import (
+    CALL_GRAPH_ROOT,
+    CallGraph,
+    CallTotals,
+    EndpointProfile,
+    Frame,
+)
+from wsgiprof.stores.codec import decode_delta, encode_delta
+from wsgiprof.summary import build_summary
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+YAPPI = Config(
+    enabled=True, sample_rate=1.0, store="memory", engine="yappi", yappi_window=0.2, token=None
+)
+FORK_TIMEOUT = 20.0
+
+
+def burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def render_invoice() -> int:
+    return sum(burn(2000) for _ in range(40))
+
+
+def crunch_stats() -> int:
+    return sum(burn(3000) for _ in range(30))
+
+
+def tick() -> int:
+    return 1
+
+
+def seven_ticks() -> int:
+    return sum(tick() for _ in range(7))
+
+
+class Recorder:
+    """The sink of an engine: call graphs per endpoint, merged as the aggregator would."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.profiles: dict[str, EndpointProfile] = {}
+
+    def __call__(self, endpoint: str, graph: CallGraph) -> None:
+        with self.lock:
+            profile = self.profiles.setdefault(endpoint, EndpointProfile(endpoint))
+            profile.add_call_graph(graph)
+
+
+@pytest.fixture
+def engine() -> Iterator[YappiEngine]:
+    engine = YappiEngine(sample_rate=1.0, scheduled=False)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def recorder(engine: YappiEngine) -> Recorder:
+    recorder = Recorder()
+    engine.attach(recorder)
+    return recorder
+
+
+def serve(engine: YappiEngine, endpoint: str, work: Callable[[], object]) -> float:
+    """One request as the middleware runs it; returns its measured thread CPU."""
+    active = engine.start()
+    work()
+    capture = active.stop()
+    assert capture is not None
+    engine.resolve(capture.tag, endpoint)
+    return capture.cpu
+
+
+def names(profile: EndpointProfile) -> set[str]:
+    return {frame.function for frame in profile.functions}
+
+
+def totals(profile: EndpointProfile, name: str) -> CallTotals:
+    (found,) = [t for f, t in profile.functions.items() if f.function == name]
+    return found
+
+
+# -- exact data per endpoint -----------------------------------------------------------------
+
+
+def test_two_endpoints_served_concurrently_hold_only_their_own_functions(
+    engine: YappiEngine, recorder: Recorder
+) -> None:
+    measured: dict[str, float] = {}
+    barrier = threading.Barrier(2)
+
+    def worker(endpoint: str, work: Callable[[], object]) -> None:
+        barrier.wait()
+        start = time.thread_time()
+        for _ in range(8):
+            serve(engine, endpoint, work)
+        measured[endpoint] = time.thread_time() - start
+
+    assert engine.open_window()
+    threads = [
+        threading.Thread(target=worker, args=("GET /invoice", render_invoice)),
+        threading.Thread(target=worker, args=("GET /stats", crunch_stats)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.close_window()
+
+    invoice, stats = recorder.profiles["GET /invoice"], recorder.profiles["GET /stats"]
+    assert {"render_invoice", "burn"} <= names(invoice)
+    assert "crunch_stats" not in names(invoice)
+    assert {"crunch_stats", "burn"} <= names(stats)
+    assert "render_invoice" not in names(stats)
+    assert not any(f.file.startswith(str(Path(yappi.__file__).parent)) for f in invoice.functions)
+    for endpoint, profile in recorder.profiles.items():
+        assert profile.traced_cpu == pytest.approx(measured[endpoint], rel=0.10)
+
+
+def test_call_counts_are_exact(engine: YappiEngine, recorder: Recorder) -> None:
+    engine.open_window()
+    for _ in range(5):
+        serve(engine, "GET /ticks", seven_ticks)
+    engine.close_window()
+    profile = recorder.profiles["GET /ticks"]
+    assert totals(profile, "tick").ncall == 35
+    assert totals(profile, "seven_ticks").ncall == 5
+    edge = next(t for (a, b), t in profile.edges.items() if b.function == "tick")
+    assert edge.ncall == 35
+
+
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def test_recursive_calls_are_counted_apart_and_stacks_keep_the_time(
+    engine: YappiEngine, recorder: Recorder
+) -> None:
+    engine.open_window()
+    serve(engine, "GET /fib", lambda: fib(15))
+    engine.close_window()
+    profile = recorder.profiles["GET /fib"]
+    calls = totals(profile, "fib")
+    assert (calls.ncall, calls.nactualcall) == (1973, 1)
+    assert all(stack[0] == CALL_GRAPH_ROOT for stack in profile.stacks)
+    assert profile.total("cpu") == pytest.approx(profile.traced_cpu, rel=0.02)
+    assert profile.total("wall") == 0.0
+
+
+def test_stacks_spread_a_shared_function_over_its_callers() -> None:
+    main, a, b, leaf = (
+        Frame(name, "/app/x.py", n) for n, name in enumerate(["main", "a", "b", "leaf"])
+    )
+    functions = {
+        main: CallTotals(1, 1, 0.0, 1.0),
+        a: CallTotals(1, 1, 0.1, 0.7),
+        b: CallTotals(1, 1, 0.1, 0.3),
+        leaf: CallTotals(4, 4, 0.8, 0.8),
+    }
+    edges = {
+        (main, a): CallTotals(1, 1, 0.1, 0.7),
+        (main, b): CallTotals(1, 1, 0.1, 0.3),
+        (a, leaf): CallTotals(3, 3, 0.6, 0.6),
+        (b, leaf): CallTotals(1, 1, 0.2, 0.2),
+    }
+    graph = build_call_graph(functions, edges)
+    cpu = {tuple(f.function for f in s[1:]): w.cpu for s, w in graph.stacks.items()}
+    assert cpu == pytest.approx(
+        {
+            ("main", "a"): 0.1,
+            ("main", "a", "leaf"): 0.6,
+            ("main", "b"): 0.1,
+            ("main", "b", "leaf"): 0.2,
+        }
+    )
+
+
+def test_a_request_that_outlives_its_window_is_counted_and_delivered_when_named(
+    engine: YappiEngine, recorder: Recorder
+) -> None:
+    engine.open_window()
+    active = engine.start()
+    for _ in range(3):
+        tick()
+    engine.close_window()
+    assert "GET /long" not in recorder.profiles
+    capture = active.stop()
+    assert capture is not None
+    assert capture.cut
+    engine.resolve(capture.tag, "GET /long")
+    assert totals(recorder.profiles["GET /long"], "tick").ncall == 3
+
+
+def test_calls_in_flight_when_the_window_stops_are_counted_as_cut(
+    engine: YappiEngine, recorder: Recorder
+) -> None:
+    engine.open_window()
+    active = engine.start()
+
+    def handler() -> None:
+        tick()
+        engine.close_window()
+
+    handler()
+    capture = active.stop()
+    assert capture is not None
+    engine.resolve(capture.tag, "GET /cut")
+    profile = recorder.profiles["GET /cut"]
+    assert profile.cut_calls >= 1
+    assert totals(profile, "handler").ncall == 0
+    assert totals(profile, "tick").ncall == 1
+
+
+def test_requests_outside_windows_are_not_traced(engine: YappiEngine, recorder: Recorder) -> None:
+    assert not engine.window_open()
+    serve(engine, "GET /quiet", seven_ticks)
+    engine.open_window()
+    engine.close_window()
+    assert recorder.profiles == {}
+    assert not yappi.is_running()
+
+
+def test_scheduled_windows_achieve_the_duty_cycle() -> None:
+    engine = YappiEngine(sample_rate=0.5, window=0.05)
+    try:
+        assert not engine.window_open()  # starts the scheduler; the first window comes later
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            burn(10_000)
+    finally:
+        engine.close()
+    facts = engine.facts()
+    assert facts.windows >= 5
+    assert facts.on_seconds / facts.elapsed_seconds == pytest.approx(0.5, abs=0.2)
+    assert not yappi.is_running()
+
+
+# -- forks -------------------------------------------------------------------------------------
+
+
+def ticking_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    seven_ticks()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def engine_of(middleware: ProfilerMiddleware) -> YappiEngine:
+    engine = middleware._engine
+    assert isinstance(engine, YappiEngine)
+    return engine
+
+
+def run_child(middleware: ProfilerMiddleware, requests: int) -> dict[str, Any]:
+    """In a forked child: serve requests, end the window, report what was profiled."""
+    middleware.reset()  # the in-memory store is per process; drop what the parent aggregated
+    client = Client(middleware)
+    for _ in range(requests):
+        client.get("/ticks").close()
+    middleware._engine.close()
+    profile = middleware.read().endpoints["GET /ticks"]
+    return {
+        "pid": os.getpid(),
+        "sampled": profile.sampled,
+        "cut_requests": profile.cut_requests,
+        "tick_calls": totals(profile, "tick").ncall if profile.functions else None,
+    }
+
+
+def fork_and_report(middleware: ProfilerMiddleware, requests: int) -> dict[str, Any]:
+    """Fork; the child runs :func:`run_child` and writes JSON to a pipe. The parent gives it
+    ``FORK_TIMEOUT`` seconds, then kills it and fails."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps(run_child(middleware, requests)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + FORK_TIMEOUT
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([read_end], [], [], max(left, 0.0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"forked child {pid} hung for {FORK_TIMEOUT} s")
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    result: dict[str, Any] = json.loads(b"".join(chunks))
+    return result
+
+
+def assert_ticks_counted(report: dict[str, Any]) -> None:
+    """Seven calls of ``tick`` per request, exactly, unless a window edge cut a request (then
+    calls made between windows are missing)."""
+    if report["cut_requests"] == 0:
+        assert report["tick_calls"] == 7 * report["sampled"]
+    else:
+        assert 0 < report["tick_calls"] <= 7 * report["sampled"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_worker_profiles_and_the_master_never_traced() -> None:
+    middleware = ProfilerMiddleware(ticking_app, config=YAPPI)
+    try:
+        report = fork_and_report(middleware, requests=20)
+        assert report["sampled"] > 0
+        assert_ticks_counted(report)
+        assert not yappi.is_running()
+        assert engine_of(middleware).facts().windows == 0
+        assert not any(t.name == "wsgiprof-yappi" for t in threading.enumerate())
+    finally:
+        middleware.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forking_repeatedly_while_a_thread_is_traced_never_hangs_a_child() -> None:
+    middleware = ProfilerMiddleware(ticking_app, config=YAPPI.replace(yappi_window=0.02))
+    client = Client(middleware)
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            client.get("/ticks").close()
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        assert engine_of(middleware).facts().windows > 0
+        for _ in range(20):
+            report = fork_and_report(middleware, requests=3)
+            assert_ticks_counted(report)
+    finally:
+        stop.set()
+        thread.join()
+        middleware.close()
+    assert middleware.read().endpoints["GET /ticks"].functions
+
+
+# -- the middleware ------------------------------------------------------------------------------
+
+
+def make_app(handlers: dict[str, Callable[[], object]]) -> WSGIApplication:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        handlers[environ["PATH_INFO"]]()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+def invoice_page() -> int:
+    return render_invoice() + tick()
+
+
+def stats_page() -> int:
+    return crunch_stats() + tick()
+
+
+HANDLERS: dict[str, Callable[[], object]] = {"/invoice": invoice_page, "/stats": stats_page}
+
+
+def test_middleware_with_werkzeug_client_summary_and_pstats(tmp_path: Path) -> None:
+    middleware = ProfilerMiddleware(make_app(HANDLERS), config=YAPPI.replace(token="s3cret-token"))
+    client = Client(middleware)
+    try:
+        for _ in range(5):
+            for path in HANDLERS:
+                client.get(path).close()
+    finally:
+        middleware.close()
+    snapshot = middleware.read()
+    stats = snapshot.endpoints["GET /stats"]
+    assert stats.requests == stats.sampled == 5
+    assert totals(stats, "stats_page").ncall == 5
+    assert totals(stats, "burn").ncall == 5 * 30
+
+    summary = build_summary(snapshot, engine="yappi", sample_rate=1.0)
+    assert summary["windows"]["duty_cycle"] > 0.5
+    entry = next(e for e in summary["endpoints"] if e["name"] == "GET /stats")
+    assert entry["stacks_from_call_graph"] is True
+    assert entry["top_functions"][0]["name"] == "burn"
+    assert entry["top_functions"][0]["calls"] == 150
+
+    prof = tmp_path / "stats.prof"
+    prof.write_bytes(PstatsExporter().export([stats], "cpu"))
+    table = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    burn_key = next(key for key in table if key[2] == "burn")
+    cc, nc, tt, _ct, callers = table[burn_key]
+    assert (cc, nc) == (150, 150)
+    assert tt == pytest.approx(totals(stats, "burn").tsub)
+    assert next(iter(callers.values()))[0] == 150
+
+    from snakeviz.stats import json_stats, table_rows
+
+    loaded = pstats.Stats(str(prof))
+    assert any("burn" in str(row) for row in table_rows(loaded))
+    assert json.loads(json.dumps(json_stats(loaded)))
+
+    both = marshal.loads(PstatsExporter().export(list(snapshot.endpoints.values()), "cpu"))
+    assert any(key[2] == "all endpoints" for key in both)
+
+
+def test_codec_round_trips_exact_data() -> None:
+    middleware = ProfilerMiddleware(make_app(HANDLERS), config=YAPPI)
+    try:
+        Client(middleware).get("/invoice").close()
+    finally:
+        middleware.close()
+    delta = middleware.read().endpoints
+    decoded = decode_delta(encode_delta(delta))
+    original, back = delta["GET /invoice"], decoded["GET /invoice"]
+    assert back.functions == original.functions
+    assert back.edges == original.edges
+    assert back.traced_cpu == original.traced_cpu
+    assert back.stacks == original.stacks
+
+
+def test_requests_between_windows_are_counted_and_timed_only() -> None:
+    middleware = ProfilerMiddleware(make_app(HANDLERS), config=YAPPI.replace(sample_rate=0.0))
+    try:
+        client = Client(middleware)
+        for _ in range(3):
+            client.get("/stats").close()
+    finally:
+        middleware.close()
+    snapshot = middleware.read()
+    profile = snapshot.endpoints["GET /stats"]
+    assert (profile.requests, profile.sampled, profile.unprofiled_timed) == (3, 0, 3)
+    entry = build_summary(snapshot, engine="yappi", sample_rate=0.0)["endpoints"][0]
+    assert entry["mean_cpu_unprofiled_ms"] > 0
+
+
+def top_function(middleware: ProfilerMiddleware, endpoint: str) -> str:
+    summary = build_summary(middleware.read(), engine=middleware.config.engine, sample_rate=1.0)
+    entry = next(e for e in summary["endpoints"] if e["name"] == endpoint)
+    name: str = entry["top_functions"][0]["name"]
+    return name
+
+
+def heavy_loop_a() -> int:
+    total = 0
+    for i in range(400_000):
+        total += i
+    return total
+
+
+def heavy_loop_b() -> int:
+    total = 0
+    for i in range(300_000):
+        total ^= i
+    return total
+
+
+def test_both_engines_name_the_same_top_function_per_endpoint() -> None:
+    handlers: dict[str, Callable[[], object]] = {
+        "/a": lambda: (heavy_loop_a(), seven_ticks()),
+        "/b": lambda: (heavy_loop_b(), seven_ticks()),
+    }
+    tops: dict[str, dict[str, str]] = {}
+    for engine in ("pyinstrument", "yappi"):
+        middleware = ProfilerMiddleware(make_app(handlers), config=YAPPI.replace(engine=engine))
+        try:
+            client = Client(middleware)
+            for _ in range(4):
+                for path in handlers:
+                    client.get(path).close()
+        finally:
+            middleware.close()
+        tops[engine] = {path: top_function(middleware, f"GET {path}") for path in handlers}
+    assert tops["pyinstrument"] == tops["yappi"] == {"/a": "heavy_loop_a", "/b": "heavy_loop_b"}
+
+
+@pytest.mark.server
+def test_threaded_server_profiles_each_endpoint_with_exact_calls(
+    threaded_server: Callable[[WSGIApplication], ThreadedServer],
+) -> None:
+    middleware = ProfilerMiddleware(make_app(HANDLERS), config=YAPPI)
+    try:
+        url = threaded_server(middleware).url
+        errors: list[BaseException] = []
+
+        def hammer(path: str) -> None:
+            try:
+                assert set(load(url + path, 20, 2)) == {200}
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hammer, args=(path,)) for path in HANDLERS]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        time.sleep(0.2)  # the last request is recorded after its response was sent
+    finally:
+        middleware.close()
+    endpoints = middleware.read().endpoints
+    invoice, stats = endpoints["GET /invoice"], endpoints["GET /stats"]
+    assert invoice.sampled > 0
+    assert stats.sampled > 0
+    assert "crunch_stats" not in names(invoice)
+    assert "render_invoice" not in names(stats)
+    calls = totals(stats, "stats_page").ncall
+    assert calls + stats.cut_requests >= stats.sampled
+    assert totals(stats, "crunch_stats").ncall <= calls
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+def test_yappi_window_is_read_and_validated() -> None:
+    config = Config.from_env({"WSGIPROF_YAPPI_WINDOW": "0.5"}, store="memory")
+    assert config.yappi_window == 0.5
+    with pytest.raises(ConfigError, match="WSGIPROF_YAPPI_WINDOW"):
+        Config.from_env({"WSGIPROF_YAPPI_WINDOW": "0"}, store="memory")
+    with pytest.raises(ConfigError, match="WSGIPROF_YAPPI_WINDOW"):
+        Config.from_env({"WSGIPROF_YAPPI_WINDOW": "soon"}, store="memory")
+
+
+def test_missing_yappi_stops_start_up_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "yappi", None)
+    monkeypatch.delitem(sys.modules, "wsgiprof.engines.yappi")
+    with pytest.raises(ConfigError, match=r"WSGIPROF_ENGINE.*wsgiprof\[yappi\]"):
+        create_engine(YAPPI)
