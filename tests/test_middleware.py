@@ -488,3 +488,28 @@ def test_psycopg2_wait_is_not_charged_as_cpu_to_its_caller(
     print(f"load_order: {share:.1%} of CPU (truth {true_share:.1%}), {wall_share:.1%} of wall")
     assert wall_share > 0.3
     assert share == pytest.approx(true_share, abs=0.06)
+
+
+def test_overhead_budget_lowers_the_sample_rate_on_call_heavy_code() -> None:
+    def f(n: int) -> int:
+        return n + 1
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        total = 0
+        for _ in range(2000):
+            total = f(total)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = ProfilerMiddleware(app, config=ALWAYS.replace(max_overhead=0.02))
+    for _ in range(600):
+        run(middleware, EnvironBuilder("/calls").get_environ())
+    profile = endpoints(middleware)["GET /calls"]
+    assert profile.requests == 600
+    assert profile.sampled < 0.25 * 600, "profiling every call-heavy request costs x3 or more"
+    assert profile.sampled >= 1
+
+
+def test_overhead_budget_setting_is_validated() -> None:
+    with pytest.raises(ConfigError, match="WSGIPROF_MAX_OVERHEAD"):
+        Config.from_env({"WSGIPROF_MAX_OVERHEAD": "2"})

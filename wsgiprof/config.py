@@ -63,6 +63,8 @@ class Config:
     ``stack_cap``: distinct stacks kept per endpoint before new ones are merged.
     ``off_cpu_functions``: extra names of blocking calls, added to the built-in list.
     ``app_name``: names the default store file and the keys of shared stores.
+    ``max_overhead``: when above 0, the fraction of request time profiling may cost; the
+    effective sample rate is lowered (never raised above ``sample_rate``) to stay within it.
     """
 
     enabled: bool = False
@@ -78,12 +80,14 @@ class Config:
     stack_cap: int = 5000
     off_cpu_functions: frozenset[str] = field(default_factory=frozenset)
     app_name: str = "wsgiprof"
+    max_overhead: float = 0.0
 
     def __post_init__(self) -> None:
         _check_range("sample_rate", self.sample_rate, 0.0, 1.0)
         _check_range("interval", self.interval, 1e-5, 1.0)
         _check_range("yappi_window", self.yappi_window, 0.01, 3600.0)
         _check_range("flush_interval", self.flush_interval, 0.01, 3600.0)
+        _check_range("max_overhead", self.max_overhead, 0.0, 0.5)
         if self.engine not in ENGINES:
             raise ConfigError(_var("engine"), self.engine, " or ".join(ENGINES))
         if not (self.path.startswith("/") and len(self.path) > 1 and not self.path.endswith("/")):
@@ -193,6 +197,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "interval": _parse_float,
     "yappi_window": _parse_float,
     "flush_interval": _parse_float,
+    "max_overhead": _parse_float,
     "max_endpoints": _parse_int,
     "stack_cap": _parse_int,
     "token": _parse_token,

@@ -29,6 +29,7 @@ from wsgiprof.model import CallGraph, ProfiledRequest
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from wsgiprof.budget import Baselines, OverheadBudget
     from wsgiprof.dashboard import Dashboard
     from wsgiprof.engines.base import ActiveProfile, Engine
     from wsgiprof.flusher import Flusher
@@ -74,6 +75,7 @@ class ProfilerMiddleware:
             return
         # Imported here so that a disabled middleware loads neither the engine nor psutil.
         from wsgiprof.aggregate import Aggregator
+        from wsgiprof.budget import Baselines, OverheadBudget
         from wsgiprof.endpoints import EndpointNamer
         from wsgiprof.engines import create_engine
         from wsgiprof.flusher import Flusher
@@ -92,6 +94,10 @@ class ProfilerMiddleware:
         if isinstance(self._engine, WindowedEngine):
             self._windowed = self._engine
             self._windowed.attach(self._add_call_graph)
+        # With WSGIPROF_MAX_OVERHEAD: the budget sets the sample rate from the measured cost.
+        self._budget: tuple[OverheadBudget, Baselines] | None = None
+        if cfg.max_overhead > 0 and self._windowed is None:
+            self._budget = (OverheadBudget(cfg.max_overhead, cfg.sample_rate), Baselines())
         self._store: Store = open_store(cfg.store, app_name=cfg.app_name)
         self._shared_store = not isinstance(self._store, MemoryStore)
         self._flusher: Flusher | None = None
@@ -124,17 +130,41 @@ class ProfilerMiddleware:
                 self._sampler.predicate is None or self._sampler.decide(environ)
             )
         else:
+            if self._budget is not None:
+                self._sampler.rate = self._budget[0].rate()
             sample = self._sampler.decide(environ)
         if sample:
+            requested = time.perf_counter()
             active = self._start_engine()
             if active is not None:
-                return self._profiled(environ, start_response, active)
+                return self._profiled(environ, start_response, active, requested)
         if windowed is not None:
             return self._timed(environ, start_response)
+        if self._budget is not None:
+            return self._budgeted(environ, start_response, *self._budget)
         try:
             return self.app(environ, start_response)
         finally:
             self._aggregator.seen(self._namer.name(environ))
+
+    def _budgeted(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        budget: OverheadBudget,
+        baselines: Baselines,
+    ) -> Iterable[bytes]:
+        """An unprofiled request timed for the overhead budget (the time of all requests, and
+        each endpoint's unprofiled baseline)."""
+        started = time.perf_counter()
+        try:
+            return self.app(environ, start_response)
+        finally:
+            wall = time.perf_counter() - started
+            name = self._namer.name(environ)
+            self._aggregator.seen(name)
+            budget.observe(wall)
+            baselines.update(name, wall)
 
     def _timed(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """An unprofiled request whose thread CPU is measured (around the application call), so
@@ -161,11 +191,16 @@ class ProfilerMiddleware:
         return None
 
     def _profiled(
-        self, environ: WSGIEnvironment, start_response: StartResponse, active: ActiveProfile
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        active: ActiveProfile,
+        requested: float,
     ) -> Iterable[bytes]:
         environ["wsgiprof.profiled"] = True
         started = time.time()
         status = [0]
+        timing = [0.0, 0.0]  # wsgiprof's own time before the call, duration of the call
 
         def recording_start_response(
             status_line: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -173,13 +208,18 @@ class ProfilerMiddleware:
             status[0] = _status_code(status_line)
             return start_response(status_line, headers, exc_info)
 
+        called = time.perf_counter()
+        timing[0] = called - requested
         try:
             body = self.app(environ, recording_start_response)
         except BaseException:
-            self._finish(active, environ, started, status[0] or 500, error=True)
+            timing[1] = time.perf_counter() - called
+            self._finish(active, environ, started, status[0] or 500, timing, error=True)
             raise
+        timing[1] = time.perf_counter() - called
         return _ProfiledBody(
-            body, lambda error: self._finish(active, environ, started, status[0], error=error)
+            body,
+            lambda error: self._finish(active, environ, started, status[0], timing, error=error),
         )
 
     def _finish(
@@ -188,9 +228,11 @@ class ProfilerMiddleware:
         environ: WSGIEnvironment,
         started: float,
         status: int,
+        timing: list[float],
         *,
         error: bool,
     ) -> None:
+        finishing = time.perf_counter()
         try:
             capture = active.stop()
             if capture is None:
@@ -210,6 +252,11 @@ class ProfilerMiddleware:
                 self._windowed.resolve(capture.tag, request.endpoint)
                 if capture.cut:
                     self._aggregator.mark_cut(request.endpoint)
+            if self._budget is not None:
+                budget, baselines = self._budget
+                own = timing[0] + time.perf_counter() - finishing
+                cost = own + baselines.excess(request.endpoint, timing[1])
+                budget.record(cost, own + timing[1])
             if self._flusher is not None and self._flusher.overdue():
                 self._flusher.flush_now()
         except Exception:
