@@ -417,6 +417,7 @@ def test_cpu_split_70_30_is_recovered_under_concurrency(served: tuple[Flask, str
     sent = hammer([url + "/report", url + "/stats"], per_url=40)
     report = flask_endpoints(app, sent)["GET /report"]
     rows, render = cpu_of(report.stacks, "build_rows"), cpu_of(report.stacks, "render_rows")
+    print(f"render_rows {render / (rows + render):.1%} of the two (by construction 70%)")
     assert render / (rows + render) == pytest.approx(0.7, abs=0.10)
 
 

@@ -202,6 +202,13 @@ class PyinstrumentEngine:
         return stack
 
 
+def _blocked_unseen(elapsed: float, cpu: float, interval: float) -> bool:
+    """A sample that waited longer than two intervals while using at most about one interval of
+    CPU. A thread that kept computing but lost the GIL for a while uses more CPU than that in
+    such a long sample, and keeps all of it."""
+    return elapsed >= 2 * interval and cpu < 0.5 * elapsed and cpu <= 1.5 * interval
+
+
 class PyinstrumentProfile:
     """One request's sampling session; see :class:`PyinstrumentEngine`."""
 
@@ -284,11 +291,11 @@ class PyinstrumentProfile:
                 before = previous or stacks.setdefault(stack[:-1] or _OUTSIDE, Weight())
                 before.cpu += cpu
                 cpu = 0.0
-            elif previous is not None and elapsed >= 2 * interval and cpu < 0.5 * elapsed:
-                # No event for a while and mostly off CPU: the thread blocked where the profiler
-                # cannot see (a C extension waiting on the network, the GIL). The code before the
-                # block ran for less than one interval after the previous sample: half an
-                # interval on average, at the previous sample's CPU rate.
+            elif previous is not None and _blocked_unseen(elapsed, cpu, interval):
+                # No event for a while, mostly off CPU and little CPU in all: the thread blocked
+                # where the profiler cannot see (a C extension waiting on the network). The code
+                # before the block ran for less than one interval after the previous sample:
+                # half an interval on average, at the previous sample's CPU rate.
                 moved = min(cpu, 0.5 * interval * previous_rate)
                 previous.cpu += moved
                 cpu -= moved
