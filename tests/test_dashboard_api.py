@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import csv
+import io
 import json
 import re
 from typing import Any
@@ -21,7 +23,8 @@ from wsgiprof.dashboard import Dashboard
 from wsgiprof.dashboard.api import CONTENT_SECURITY_POLICY
 from wsgiprof.export import FORMATS, get_exporter
 from wsgiprof.model import EndpointProfile, Frame, Weight
-from wsgiprof.stores.base import ProcessInfo, Snapshot
+from wsgiprof.stores import MemoryStore
+from wsgiprof.stores.base import ProcessInfo, RequestRow, Snapshot
 from wsgiprof.summary import build_summary
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -538,3 +541,181 @@ def test_download_all_of_empty_window(client: Client, store: FakeStore, fmt: str
     response = call(client, f"/api/profile.{fmt}", headers=BEARER)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == get_exporter(fmt).media_type
+
+
+# -- saved runs, comparisons, request rows ----------------------------------------------------
+
+
+@pytest.fixture
+def runs_store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def runs_client(runs_store: MemoryStore) -> Client:
+    config = Config(enabled=True, token=TOKEN, path=PREFIX, sample_rate=0.05)
+    dashboard = Dashboard(
+        config,
+        read=runs_store.read,
+        reset=runs_store.reset,
+        engine="pyinstrument",
+        host=lambda: dict(HOST),
+        runs=runs_store,
+        read_requests=runs_store.read_requests,
+    )
+    return Client(LintMiddleware(dashboard))
+
+
+def _fill(store: MemoryStore, render_cpu: float) -> None:
+    snapshot = _snapshot()
+    report = snapshot.endpoints["GET /report"]
+    report.stacks[(MAIN, RENDER)] = Weight(samples=20, wall=render_cpu, cpu=render_cpu)
+    report.cpu = render_cpu + 0.1
+    store.flush(snapshot.endpoints, ProcessInfo(pid=42, host="web-1"))
+
+
+def _save(client: Client, label: str, headers: dict[str, str] | None = None) -> TestResponse:
+    return call(
+        client,
+        "/api/runs",
+        method="POST",
+        headers=headers or BEARER,
+        data=json.dumps({"label": label}),
+        content_type="application/json",
+    )
+
+
+def test_save_list_open_and_delete_runs(runs_client: Client, runs_store: MemoryStore) -> None:
+    _fill(runs_store, 0.2)
+    saved = _save(runs_client, "baseline")
+    assert saved.status_code == 201
+    run = saved.get_json()["run"]
+    assert (run["label"], run["requests"], run["sampled"]) == ("baseline", 11, 3)
+    assert runs_store.read().endpoints == {}, "a new window started"
+
+    listed = call(runs_client, "/api/runs", headers=BEARER).get_json()["runs"]
+    assert [r["id"] for r in listed] == [run["id"]]
+
+    summary = call(runs_client, f"/api/summary?run={run['id']}", headers=BEARER).get_json()
+    assert summary["run"]["label"] == "baseline"
+    assert summary["host"] is None
+    assert summary["endpoints"][0]["name"] == "GET /report"
+    download = call(runs_client, f"/api/profile.folded?run={run['id']}", headers=BEARER)
+    assert b"render_rows" in download.data
+    assert "baseline-all-endpoints.folded" in download.headers["Content-Disposition"]
+    report = endpoint_id("GET /report")
+    flame = call(runs_client, f"/api/endpoints/{report}/flame.json?run={run['id']}", headers=BEARER)
+    assert flame.get_json()["name"] == "GET /report"
+
+    page = call(runs_client, f"/runs/{run['id']}", headers=BEARER)
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert 'id="run-banner"' in text
+    assert f"/endpoints/{report}?run={run['id']}" in text
+    runs_page = call(runs_client, "/runs", headers=BEARER).get_data(as_text=True)
+    assert "baseline" in runs_page
+    assert f'data-id="{run["id"]}"' in runs_page
+
+    deleted = call(runs_client, f"/api/runs/{run['id']}", method="DELETE", headers=BEARER)
+    assert deleted.status_code == 200
+    again = call(runs_client, f"/api/runs/{run['id']}", method="DELETE", headers=BEARER)
+    assert again.status_code == 404
+    missing = call(runs_client, f"/api/summary?run={run['id']}", headers=BEARER)
+    assert missing.status_code == 404
+    assert "no saved run" in error_of(missing)
+    assert call(runs_client, f"/runs/{run['id']}", headers=BEARER).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"not json", b'{"label": 3}', b'{"label": ""}', b'{"label": "a\\tb"}']
+)
+def test_save_run_refuses_bad_bodies(runs_client: Client, body: bytes) -> None:
+    response = call(
+        runs_client,
+        "/api/runs",
+        method="POST",
+        headers=BEARER,
+        data=body,
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "label" in error_of(response)
+
+
+def test_run_changes_with_basic_need_same_origin(runs_client: Client) -> None:
+    cross = {**basic(TOKEN), "Origin": "http://evil.example"}
+    assert _save(runs_client, "x", cross).status_code == 403
+    same = {**basic(TOKEN), "Sec-Fetch-Site": "same-origin"}
+    run = _save(runs_client, "x", same).get_json()["run"]
+    path = f"/api/runs/{run['id']}"
+    assert call(runs_client, path, method="DELETE", headers=cross).status_code == 403
+    assert call(runs_client, path, method="DELETE", headers=same).status_code == 200
+
+
+def test_runs_unavailable_without_a_store(client: Client) -> None:
+    assert call(client, "/api/runs", headers=BEARER).status_code == 404
+    assert call(client, "/api/summary?run=1", headers=BEARER).status_code == 404
+    assert call(client, "/api/requests.csv", headers=BEARER).status_code == 404
+
+
+def test_diff_by_id_label_and_current(runs_client: Client, runs_store: MemoryStore) -> None:
+    _fill(runs_store, 0.2)
+    first = _save(runs_client, "baseline").get_json()["run"]
+    _fill(runs_store, 0.4)
+    data = call(runs_client, f"/api/diff?a={first['id']}&b=current", headers=BEARER).get_json()
+    assert (data["a"], data["b"]) == ("baseline", "current window")
+    render = next(f for f in data["functions"] if f["name"] == "render_rows")
+    assert render["self_change"] == pytest.approx(1.0)
+    assert render["self_ms_per_request"] == [pytest.approx(100), pytest.approx(200)]
+    _save(runs_client, "slower")
+    by_label = call(runs_client, "/api/diff?a=baseline&b=slower", headers=BEARER).get_json()
+    assert by_label["endpoints"] == data["endpoints"]
+
+    flame = call(runs_client, "/api/diff/flame.json?a=baseline&b=slower", headers=BEARER)
+    body = flame.get_json()
+    assert body["diff"]["a"] == "baseline"
+    assert set(body["nodes"]) == {"parent", "frame", "a", "b"}
+    one = call(
+        runs_client,
+        f"/api/diff/flame.json?a=baseline&b=slower&endpoint={endpoint_id('GET /report')}",
+        headers=BEARER,
+    ).get_json()
+    assert one["name"] == "GET /report"
+    page = call(runs_client, "/diff?a=baseline&b=slower", headers=BEARER)
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "+100%" in text
+    assert "&lt;script&gt;" in text
+    assert "<script>alert" not in text
+
+    assert call(runs_client, "/api/diff?a=baseline", headers=BEARER).status_code == 400
+    missing = call(runs_client, "/api/diff?a=nope&b=current", headers=BEARER)
+    assert missing.status_code == 404
+
+
+def test_requests_csv(runs_client: Client, runs_store: MemoryStore) -> None:
+    start = runs_store.window_start()
+    runs_store.flush_requests(
+        [
+            RequestRow(start + 1.25, "GET /report", 200, 41.5, 44.0, 42, "web-1"),
+            RequestRow(start + 2.5, "=HYPERLINK(1)", 500, 1.0, 2.0, 43, "web-2"),
+        ]
+    )
+    response = call(runs_client, "/api/requests.csv", headers=BEARER)
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == [
+        "timestamp",
+        "time_utc",
+        "endpoint",
+        "status",
+        "cpu_ms",
+        "wall_ms",
+        "pid",
+        "host",
+    ]
+    assert rows[1][2:] == ["GET /report", "200", "41.500", "44.000", "42", "web-1"]
+    assert float(rows[1][0]) == pytest.approx(start + 1.25, abs=1e-3)
+    assert rows[1][1].endswith("Z")
+    assert rows[2][2] == "'=HYPERLINK(1)"

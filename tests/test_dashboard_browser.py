@@ -22,8 +22,11 @@ from flask import Flask
 from tests.servers import REPO_ROOT, ThreadedServer, in_ci, load
 from wsgiprof import ProfilerMiddleware
 from wsgiprof.config import Config
+from wsgiprof.dashboard import Dashboard
 from wsgiprof.endpoints import ENVIRON_KEY
-from wsgiprof.model import endpoint_id
+from wsgiprof.model import EndpointProfile, Frame, Weight, endpoint_id
+from wsgiprof.stores import MemoryStore
+from wsgiprof.stores.base import ProcessInfo
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -341,3 +344,131 @@ def test_screenshots(
     page.screenshot(
         path=str(docs / "flamegraph.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 860}
     )
+
+
+# -- runs and the differential flamegraph -----------------------------------------------------
+
+
+@dataclass
+class RunsSite:
+    url: str
+    store: MemoryStore
+
+    def page_url(self, path: str = "/") -> str:
+        return f"{self.url}{PREFIX}{path}"
+
+
+def _report_profile(sampled: int, render_ms: float) -> EndpointProfile:
+    view = Frame("views.report", "/srv/app/views.py", 10)
+    build = Frame("build_rows", "/srv/app/report.py", 20)
+    render = Frame("render_rows", "/srv/app/report.py", 40)
+    build_cpu, render_cpu = 0.005 * sampled, render_ms / 1000 * sampled
+    profile = EndpointProfile(
+        "GET /report", requests=sampled, sampled=sampled, cpu=build_cpu + render_cpu
+    )
+    profile.wall = profile.cpu
+    profile.stacks = {
+        (view, build): Weight(sampled, build_cpu, build_cpu),
+        (view, render): Weight(sampled, render_cpu, render_cpu),
+    }
+    return profile
+
+
+@pytest.fixture
+def runs_site(threaded_server: Callable[[WSGIApplication], ThreadedServer]) -> RunsSite:
+    """A dashboard over a memory store holding two runs: render_rows costs 10 ms per request in
+    ``baseline`` and 20 ms in ``slower`` (three times as many requests)."""
+    store = MemoryStore()
+    config = Config(enabled=True, sample_rate=1.0, token=TOKEN, store="memory")
+    dashboard = Dashboard(
+        config,
+        read=store.read,
+        reset=store.reset,
+        engine="pyinstrument",
+        runs=store,
+        read_requests=store.read_requests,
+    )
+    for label, sampled, render_ms in (("baseline", 20, 10.0), ("slower", 60, 20.0)):
+        store.flush({"GET /report": _report_profile(sampled, render_ms)}, ProcessInfo())
+        store.save_run(label)
+    server = threaded_server(dashboard)
+    return RunsSite(server.url, store)
+
+
+def _fill_of(page: Any, name: str) -> str:
+    return str(
+        page.locator(f'#flame g.frame[aria-label^="{name} ("] rect').first.get_attribute("fill")
+    )
+
+
+def test_differential_flamegraph(context: Any, runs_site: RunsSite) -> None:
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(runs_site.page_url("/runs"))
+    assert page.locator("#runs tbody tr").count() == 2
+    # The compare form preselects the two newest runs.
+    with page.expect_navigation():
+        page.locator("#diff-go").click()
+    page.wait_for_selector("#flame[data-ready='1']")
+    assert "+100%" in page.locator("#diff-functions").text_content()
+    # render_rows doubled per request: red; build_rows unchanged: neutral.
+    assert _fill_of(page, "render_rows").startswith("hsl(0,")
+    assert _fill_of(page, "build_rows") == "hsl(40,8%,82%)"
+    render = page.locator('#flame g.frame[aria-label^="render_rows ("]').first
+    assert render.get_attribute("data-change") == "+100%"
+    # Widths are per request: after, render_rows is 20 of 25 ms; before, 10 of 15 ms.
+    after = _frame_width(page, "render_rows")
+    page.locator("input[name='mode'][value='a']").check()
+    page.wait_for_selector("#flame[data-mode='a']")
+    before = _frame_width(page, "render_rows")
+    assert after / _svg_width(page) == pytest.approx(20 / 25, abs=0.01)
+    assert before / _svg_width(page) == pytest.approx(10 / 15, abs=0.01)
+    page.locator('#flame g.frame[aria-label^="render_rows ("] rect').first.hover()
+    tip = page.locator("#flame-tip").text_content()
+    assert "Before (baseline): 10 ms CPU per request" in tip
+    assert "After (slower): 20 ms CPU per request" in tip
+    watch.clean()
+
+
+def test_runs_page_saves_opens_and_deletes(context: Any, runs_site: RunsSite) -> None:
+    page = context.new_page()
+    watch = Watch(page)
+    runs_site.store.flush({"GET /report": _report_profile(5, 1.0)}, ProcessInfo())
+    page.goto(runs_site.page_url("/runs"))
+    page.locator("#run-label").fill("third <b>run</b>")
+    with page.expect_navigation():
+        page.locator("#save-run button").click()
+    labels = page.locator("#runs tbody th a").all_text_contents()
+    assert labels == ["baseline", "slower", "third <b>run</b>"]
+    page.locator("#runs tbody th a", has_text="third").click()
+    assert "third <b>run</b>" in page.locator("#run-banner").text_content()
+    page.locator("#endpoints tbody th a").first.click()
+    page.wait_for_selector("#flame[data-ready='1']")
+    assert "run=" in page.url
+    page.goto(runs_site.page_url("/runs"))
+    delete = page.locator("button.delete-run").last
+    delete.click()
+    with page.expect_navigation():
+        delete.click()
+    assert page.locator("#runs tbody tr").count() == 2
+    watch.clean()
+
+
+def test_offline_diff_report_opens_from_disk(
+    context: Any, runs_site: RunsSite, tmp_path: Path
+) -> None:
+    from wsgiprof.cli import write_report
+    from wsgiprof.diff import compare, diff_flame
+
+    a, b = (runs_site.store.load_run(run.id) for run in runs_site.store.list_runs()[:2])
+    diff = compare(a.endpoints, b.endpoints, a_label="baseline", b_label="slower")
+    flame = diff_flame(
+        a.endpoints.values(), b.endpoints.values(), name="all", a_label="baseline", b_label="slower"
+    )
+    path = write_report(tmp_path / "diff.html", flame=flame, diff=diff.to_dict())
+    page = context.new_page()
+    watch = Watch(page)
+    page.goto(path.as_uri())
+    page.wait_for_selector("#flame[data-ready='1']")
+    assert _fill_of(page, "render_rows").startswith("hsl(0,")
+    watch.clean()

@@ -31,10 +31,16 @@ from wsgiprof.summary import SummaryCache, build_summary
 TOKEN = "scale-test-token-0123"
 
 
-def synthetic_snapshot(endpoints: int, stacks: int, *, seed: int = 7) -> Snapshot:
+def synthetic_snapshot(
+    endpoints: int, stacks: int, *, seed: int = 7, totals: bool = True
+) -> Snapshot:
     """``endpoints`` endpoints of ``stacks`` distinct stacks each, depth 10-40, drawn as random
     walks over a call graph of 400 functions (300 application, 100 library) plus an off-CPU
-    ``sleep`` leaf. Every endpoint has its own root frame above a shared pool of walks."""
+    ``sleep`` leaf. Every endpoint has its own root frame above a shared pool of walks.
+
+    With ``totals`` each profile keeps its function totals, as profiles read from the memory
+    store do (the aggregator computes them when it drains); without, the summary has to walk
+    the stacks, as for profiles decoded from a shared store."""
     rng = random.Random(seed)
     frames = [
         Frame(f"mod{i % 37}.func_{i}", f"/srv/app/pkg{i % 11}/mod{i % 37}.py", 10 + i)
@@ -68,6 +74,8 @@ def synthetic_snapshot(endpoints: int, stacks: int, *, seed: int = 7) -> Snapsho
         profile.stacks = {(root, *tail): weight for tail, weight in pool}
         profile.cpu = profile.total("cpu")
         profile.wall = profile.total("wall")
+        if totals:
+            profile.function_totals()
         for _ in range(200):
             profile.latency.add(rng.uniform(0.005, 0.5))
         snapshot.endpoints[profile.name] = profile
@@ -100,6 +108,17 @@ def measure(endpoints: int, stacks: int) -> dict[str, Any]:
     )  # fmt: skip
     render_overview(summary, "/_wsgiprof")
     result["overview_cached_s"] = time.perf_counter() - started
+    for profile in snapshot.endpoints.values():
+        profile.stacks = dict(profile.stacks)  # drops the kept totals: the stacks-walking path
+    started = time.perf_counter()
+    summary = build_summary(
+        snapshot, engine="pyinstrument", sample_rate=0.05, top=1, function_totals=False,
+        host=host,
+    )  # fmt: skip
+    render_overview(summary, "/_wsgiprof")
+    result["overview_no_totals_s"] = time.perf_counter() - started
+    for profile in snapshot.endpoints.values():
+        profile.function_totals()
     result["overview_bytes"] = len(page.encode())
     result["overview_gzip_bytes"] = len(gzip.compress(page.encode()))
 

@@ -415,25 +415,30 @@ def test_middleware_with_werkzeug_client_summary_and_pstats(tmp_path: Path) -> N
         middleware.close()
     snapshot = middleware.read()
     stats = snapshot.endpoints["GET /stats"]
-    assert stats.requests == stats.sampled == 5
-    assert totals(stats, "stats_page").ncall == 5
-    assert totals(stats, "burn").ncall == 5 * 30
+    # At rate 1.0 a request is unsampled only if it starts in the short gap in which one window's
+    # stats are read and the next window starts.
+    assert stats.requests == 5
+    assert stats.sampled >= 4
+    whole = stats.sampled - stats.cut_requests  # a window edge cut into none of their calls
+    assert whole <= totals(stats, "stats_page").ncall <= stats.sampled
+    calls = totals(stats, "burn").ncall
+    assert whole * 30 <= calls <= stats.sampled * 30
 
     summary = build_summary(snapshot, engine="yappi", sample_rate=1.0)
     assert summary["windows"]["duty_cycle"] > 0.5
     entry = next(e for e in summary["endpoints"] if e["name"] == "GET /stats")
     assert entry["stacks_from_call_graph"] is True
     assert entry["top_functions"][0]["name"] == "burn"
-    assert entry["top_functions"][0]["calls"] == 150
+    assert entry["top_functions"][0]["calls"] == calls
 
     prof = tmp_path / "stats.prof"
     prof.write_bytes(PstatsExporter().export([stats], "cpu"))
     table = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
     burn_key = next(key for key in table if key[2] == "burn")
     cc, nc, tt, _ct, callers = table[burn_key]
-    assert (cc, nc) == (150, 150)
+    assert (cc, nc) == (calls, calls)
     assert tt == pytest.approx(totals(stats, "burn").tsub)
-    assert next(iter(callers.values()))[0] == 150
+    assert next(iter(callers.values()))[0] == calls
 
     from snakeviz.stats import json_stats, table_rows
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from tests.store_contract import check_request_rows, check_runs
 from wsgiprof.model import EndpointProfile, Frame, Weight
 from wsgiprof.stores import MemoryStore, Store
 from wsgiprof.stores.base import ProcessInfo
@@ -113,3 +114,11 @@ def test_concurrent_flushes_are_all_counted() -> None:
         thread.join()
 
     assert store.read().endpoints["GET /"].requests == 800
+
+
+def test_runs_are_saved_listed_loaded_and_deleted() -> None:
+    check_runs(MemoryStore())
+
+
+def test_request_rows_are_kept_per_window() -> None:
+    check_request_rows(MemoryStore())

@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from tests.servers import RedisServer, ServerProcess, free_port, http_get, load
+from tests.store_contract import check_request_rows, check_runs
 from wsgiprof.model import EndpointProfile, Frame, Weight
 from wsgiprof.stores import available_schemes, open_store
 from wsgiprof.stores.base import ProcessInfo, Snapshot
@@ -634,3 +635,32 @@ def test_redis_stopped_mid_load_fails_no_request_and_reports_the_loss(
     data = _wait_for(one.url, lambda d: d["lost_flushes"] > 0)
     assert data["lost_flushes"] > 0
     assert _summary(two.url)["lost_flushes"] > 0
+
+
+# -- saved runs and request rows --------------------------------------------------------------
+
+
+def test_runs_are_saved_listed_loaded_and_deleted(make_store: Callable[..., RedisStore]) -> None:
+    check_runs(make_store())
+
+
+def test_a_flush_racing_a_save_is_not_lost(make_store: Callable[..., RedisStore]) -> None:
+    store, other = make_store(), make_store()
+    store.flush(_delta(2), ProcessInfo(pid=1, host="a"))
+    original = store._load
+
+    def load_then_flush(*args: Any, **kwargs: Any) -> Any:
+        loaded = original(*args, **kwargs)
+        if not getattr(load_then_flush, "done", False):
+            load_then_flush.done = True  # type: ignore[attr-defined]
+            other.flush(_delta(3), ProcessInfo(pid=2, host="b"))
+        return loaded
+
+    store._load = load_then_flush  # type: ignore[method-assign]
+    info = store.save_run("raced")
+    assert info.requests == 5
+    assert store.read().endpoints == {}
+
+
+def test_request_rows_are_kept_per_window(make_store: Callable[..., RedisStore]) -> None:
+    check_request_rows(make_store())

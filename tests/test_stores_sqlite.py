@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
+from tests.store_contract import check_request_rows, check_runs
 from wsgiprof.config import Config, default_store
 from wsgiprof.model import EndpointProfile, Frame, Stack, Weight
 from wsgiprof.stores import Store, available_schemes, open_store, sqlite_path
-from wsgiprof.stores.base import ProcessInfo, Snapshot
+from wsgiprof.stores.base import ProcessInfo, Snapshot, UnknownRunError
 from wsgiprof.stores.codec import encode_delta
 from wsgiprof.stores.sqlite import _INHERITED, SCHEMA_VERSION, SqliteStore, SqliteStoreError
 
@@ -714,3 +715,37 @@ def test_a_fork_without_at_fork_hooks_is_detected(path: str) -> None:
     assert store.read().endpoints["GET /"].requests == 2
     for connection in old.connections.values():
         connection.close()
+
+
+# -- saved runs and request rows --------------------------------------------------------------
+
+
+def test_runs_are_saved_listed_loaded_and_deleted(path: str) -> None:
+    check_runs(SqliteStore(path))
+
+
+def test_runs_are_shared_by_processes_and_apps_stay_apart(path: str) -> None:
+    writer, reader = SqliteStore(path), SqliteStore(path)
+    writer.flush(_delta(4), ProcessInfo(pid=1, host="a"))
+    info = reader.save_run("baseline")
+    assert info.requests == 4
+    assert [run.id for run in writer.list_runs()] == [info.id]
+    assert SqliteStore(path, app_name="other").list_runs() == []
+    with pytest.raises(UnknownRunError):
+        SqliteStore(path, app_name="other").load_run(info.id)
+
+
+def test_request_rows_are_kept_per_window(path: str) -> None:
+    check_request_rows(SqliteStore(path))
+
+
+def test_schema_1_file_is_upgraded_in_place(path: str) -> None:
+    store = SqliteStore(path)
+    store.flush(_delta(2), ProcessInfo())
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP TABLE runs")
+        connection.execute("DROP TABLE requests")
+        connection.execute("PRAGMA user_version = 1")
+    reopened = SqliteStore(path)
+    assert _requests(reopened.read()) == {"GET /": 2}
+    assert reopened.save_run("after upgrade").requests == 2

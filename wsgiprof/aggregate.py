@@ -70,9 +70,16 @@ class Aggregator:
             self._profile(request.endpoint).add_request(request)
 
     def drain(self) -> dict[str, EndpointProfile]:
-        """Everything added since the last drain; the aggregator starts a new delta."""
+        """Everything added since the last drain; the aggregator starts a new delta.
+
+        Each drained profile comes with its :class:`~wsgiprof.model.FunctionTotals` computed,
+        once per distinct stack, here on the flushing thread rather than on every profiled
+        request, so that stores merge them per function and summaries never walk the frames.
+        """
         with self._lock:
             delta, self._delta = self._delta, {}
+        for profile in delta.values():
+            profile.function_totals()
         return delta
 
     def peek(self) -> dict[str, EndpointProfile]:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from wsgiprof.dashboard import Dashboard
     from wsgiprof.engines.base import ActiveProfile, Engine
     from wsgiprof.flusher import Flusher
-    from wsgiprof.stores.base import Snapshot, Store
+    from wsgiprof.stores.base import RequestRow, RunInfo, Snapshot, Store
 
     ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
@@ -79,6 +79,7 @@ class ProfilerMiddleware:
         from wsgiprof.endpoints import EndpointNamer
         from wsgiprof.engines import create_engine
         from wsgiprof.flusher import Flusher
+        from wsgiprof.requestlog import RequestLog
         from wsgiprof.resources import ProcessMonitor
         from wsgiprof.sampling import Sampler
         from wsgiprof.stores import MemoryStore, open_store
@@ -88,6 +89,7 @@ class ProfilerMiddleware:
         self._namer = EndpointNamer(app, endpoint_key=endpoint_key)
         self._engine: Engine = create_engine(cfg)
         self._aggregator = Aggregator(max_endpoints=cfg.max_endpoints, stack_cap=cfg.stack_cap)
+        self._requests = RequestLog()
         # A windowed engine (yappi) decides which requests are profiled (those starting in a
         # window) and delivers exact function data per endpoint when a window ends.
         self._windowed: WindowedEngine | None = None
@@ -113,7 +115,15 @@ class ProfilerMiddleware:
         if cfg.token is not None:
             from wsgiprof.dashboard import Dashboard
 
-            self._dashboard = Dashboard(cfg, read=self.read, reset=self.reset, engine=cfg.engine)
+            self._dashboard = Dashboard(
+                cfg,
+                read=self.read,
+                reset=self.reset,
+                engine=cfg.engine,
+                runs=self._store,
+                save_run=self.save_run,
+                read_requests=self.read_requests,
+            )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self.enabled:
@@ -248,6 +258,7 @@ class ProfilerMiddleware:
                 error=error or status >= 500,
             )
             self._aggregator.add(request)
+            self._requests.add(request)
             if capture.tag and self._windowed is not None:
                 self._windowed.resolve(capture.tag, request.endpoint)
                 if capture.cut:
@@ -274,6 +285,7 @@ class ProfilerMiddleware:
             reading.profiler_on_seconds = facts.on_seconds
             reading.profiler_seconds = facts.elapsed_seconds
         self._store.flush(delta, reading)
+        self._store.flush_requests(self._requests.drain())
 
     def _add_call_graph(self, endpoint: str, graph: CallGraph) -> None:
         self._aggregator.add_call_graph(endpoint, graph)
@@ -293,8 +305,27 @@ class ProfilerMiddleware:
         with self._lock:
             start = self._store.reset()
             self._aggregator.reset()
+            self._requests.reset()
             self._monitor.reset()
             return start
+
+    def save_run(self, label: str) -> RunInfo:
+        """Close the current window as a saved run named ``label`` (this process's unflushed
+        data included) and start a new window in every process."""
+        with self._lock:
+            self.flush()
+            info = self._store.save_run(label)
+            self._monitor.reset()
+            return info
+
+    def read_requests(self) -> list[RequestRow]:
+        """The request rows of the current window over every process, with this process's
+        unflushed rows."""
+        if not self._shared_store:
+            self.flush()
+            return self._store.read_requests()
+        rows = self._store.read_requests() + self._requests.peek()
+        return sorted(rows, key=lambda row: row.timestamp)
 
     def close(self) -> None:
         """Stop the flush thread, flush what is left and release the engine and the store."""
@@ -314,9 +345,11 @@ class ProfilerMiddleware:
         flush thread (which did not survive the fork) will start on the first request."""
         from wsgiprof.aggregate import Aggregator
         from wsgiprof.flusher import Flusher
+        from wsgiprof.requestlog import RequestLog
 
         cfg = self.config
         self._aggregator = Aggregator(max_endpoints=cfg.max_endpoints, stack_cap=cfg.stack_cap)
+        self._requests = RequestLog()
         self._lock = threading.Lock()
         self._counter_lock = threading.Lock()
         self.counters = dict.fromkeys(self.counters, 0)

@@ -243,6 +243,89 @@ class CallGraph:
 
 
 @dataclass(slots=True)
+class FunctionTotals:
+    """Per-function sums over an endpoint's stacks, kept up to date as stacks are added so that
+    a summary costs per function rather than per stack and frame.
+
+    ``self_cpu``/``self_wall`` hold the weight of the stacks where a frame is the leaf (keyed in
+    order of first appearance as a leaf), ``total_cpu``/``total_wall`` the weight of the stacks
+    that contain a frame, counted once per stack (recursion does not inflate it), and
+    ``outside_cpu`` the CPU of stacks rooted at a frame wsgiprof adds. These are exactly what
+    :func:`function_stats` computes from the same stacks: they describe the stacks as stored, so
+    after an overflow the time sits under :data:`OVERFLOW`, as in the stacks themselves.
+    """
+
+    self_cpu: dict[Frame, float] = field(default_factory=dict)
+    self_wall: dict[Frame, float] = field(default_factory=dict)
+    total_cpu: dict[Frame, float] = field(default_factory=dict)
+    total_wall: dict[Frame, float] = field(default_factory=dict)
+    outside_cpu: float = 0.0
+    off_cpu_wall: dict[Frame, float] = field(default_factory=dict)
+    """``self_wall`` of the off-CPU leaves only: where requests waited."""
+
+    @classmethod
+    def from_stacks(cls, stacks: Mapping[Stack, Weight]) -> FunctionTotals:
+        """The totals of ``stacks``, summed in the mapping's order."""
+        totals = cls()
+        add = totals.add_stack
+        for stack, weight in stacks.items():
+            add(stack, weight.cpu, weight.wall)
+        return totals
+
+    def add_stack(self, stack: Stack, cpu: float, wall: float) -> None:
+        """Count one stack's weight (a stack already counted may be counted again: sums add)."""
+        if not stack:
+            return
+        leaf = stack[-1]
+        self.self_cpu[leaf] = self.self_cpu.get(leaf, 0.0) + cpu
+        self.self_wall[leaf] = self.self_wall.get(leaf, 0.0) + wall
+        if leaf.off_cpu:
+            self.off_cpu_wall[leaf] = self.off_cpu_wall.get(leaf, 0.0) + wall
+        if stack[0].file == SYNTHETIC_FILE:
+            self.outside_cpu += cpu
+        total_cpu, total_wall = self.total_cpu, self.total_wall
+        cpu_get, wall_get = total_cpu.get, total_wall.get
+        for frame in set(stack) if len(stack) > 1 else stack:
+            total_cpu[frame] = cpu_get(frame, 0.0) + cpu
+            total_wall[frame] = wall_get(frame, 0.0) + wall
+
+    def add(self, other: FunctionTotals) -> None:
+        """Add the totals of other stacks (those of another profile merged into this one)."""
+        for mine, theirs in (
+            (self.self_cpu, other.self_cpu),
+            (self.self_wall, other.self_wall),
+            (self.total_cpu, other.total_cpu),
+            (self.total_wall, other.total_wall),
+            (self.off_cpu_wall, other.off_cpu_wall),
+        ):
+            get = mine.get
+            for frame, value in theirs.items():
+                mine[frame] = get(frame, 0.0) + value
+        self.outside_cpu += other.outside_cpu
+
+    def copy(self) -> FunctionTotals:
+        return FunctionTotals(
+            dict(self.self_cpu),
+            dict(self.self_wall),
+            dict(self.total_cpu),
+            dict(self.total_wall),
+            self.outside_cpu,
+            dict(self.off_cpu_wall),
+        )
+
+    def stats(self, kind: WeightKind = "cpu") -> list[FunctionStats]:
+        """The same list as :func:`function_stats` of the stacks, largest self time first."""
+        self_time = self.self_cpu if kind == "cpu" else self.self_wall
+        total_time = self.total_cpu if kind == "cpu" else self.total_wall
+        result = [
+            FunctionStats(frame, self_time.get(frame, 0.0), total)
+            for frame, total in total_time.items()
+        ]
+        result.sort(key=lambda s: (-s.self_seconds, -s.total_seconds, s.frame))
+        return result
+
+
+@dataclass(slots=True)
 class EndpointProfile:
     """Everything known about one endpoint: counts, time sums, latency and weighted stacks.
 
@@ -281,6 +364,11 @@ class EndpointProfile:
     cut_requests: int = 0
     unprofiled_cpu: float = 0.0
     unprofiled_timed: int = 0
+    _totals: FunctionTotals | None = field(default=None, init=False, repr=False, compare=False)
+    _totals_of: dict[Stack, Weight] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _totals_len: int = field(default=0, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -297,20 +385,68 @@ class EndpointProfile:
         self.cpu_latency.add(request.cpu)
         self.add_stacks(request.stacks)
 
+    def tracked_totals(self) -> FunctionTotals | None:
+        """The :class:`FunctionTotals` of the stacks if this profile keeps them, else None.
+
+        Totals are kept once :meth:`function_totals` has computed them, through every change
+        made by this class (:meth:`add_stacks`, :meth:`merge`, :meth:`copy`). Stacks changed
+        from outside (``profile.stacks = …`` or a new key) make them stale: they are then
+        dropped here rather than served.
+        """
+        totals = self._totals
+        if totals is None:
+            return None
+        if self._totals_of is self.stacks and self._totals_len == len(self.stacks):
+            return totals
+        self._totals = self._totals_of = None
+        return None
+
+    def function_totals(self) -> FunctionTotals:
+        """The :class:`FunctionTotals` of the stacks, computed once (per stack and frame) and
+        then kept up to date as stacks are added."""
+        totals = self.tracked_totals()
+        if totals is None:
+            totals = FunctionTotals.from_stacks(self.stacks)
+            self._track(totals)
+        return totals
+
+    def _track(self, totals: FunctionTotals | None) -> None:
+        self._totals = totals
+        self._totals_of = self.stacks if totals is not None else None
+        self._totals_len = len(self.stacks)
+
     def add_stacks(self, stacks: Iterable[tuple[Stack, Weight]] | Mapping[Stack, Weight]) -> None:
-        """Add weighted stacks, honouring the stack cap."""
-        items = stacks.items() if isinstance(stacks, Mapping) else stacks
+        """Add weighted stacks, honouring the stack cap (and the totals, when kept)."""
+        items = stacks.items() if isinstance(stacks, (dict, Mapping)) else stacks
         table = self.stacks
+        cap = self.stack_cap
+        totals = self.tracked_totals()
+        if totals is None:
+            for stack, weight in items:
+                current = table.get(stack)
+                if current is not None:
+                    current.add(weight)
+                elif len(table) < cap:
+                    table[stack] = weight.copy()
+                else:
+                    self._add_overflow(stack, weight)
+            return
+        count = totals.add_stack
         for stack, weight in items:
             current = table.get(stack)
             if current is not None:
                 current.add(weight)
-            elif len(table) < self.stack_cap:
+            elif len(table) < cap:
                 table[stack] = weight.copy()
             else:
-                self._add_overflow(stack, weight)
+                count(self._add_overflow(stack, weight), weight.cpu, weight.wall)
+                continue
+            count(stack, weight.cpu, weight.wall)
+        self._totals_len = len(table)
 
-    def _add_overflow(self, stack: Stack, weight: Weight) -> None:
+    def _add_overflow(self, stack: Stack, weight: Weight) -> Stack:
+        """Add ``weight`` under the longest present prefix of ``stack`` + :data:`OVERFLOW`;
+        returns the stack it went to."""
         self.overflow_samples += weight.samples
         table = self.stacks
         for depth in range(len(stack) - 1, 0, -1):
@@ -318,10 +454,11 @@ class EndpointProfile:
             target = table.get(key)
             if target is not None:
                 target.add(weight)
-                return
+                return key
         key = (*stack[:1], OVERFLOW)
         target = table.setdefault(key, Weight())
         target.add(weight)
+        return key
 
     def add_call_graph(self, graph: CallGraph) -> None:
         """Add a tracing engine's exact function data and its estimated stacks."""
@@ -362,7 +499,7 @@ class EndpointProfile:
         self.latency.merge(other.latency)
         self.cpu_latency.merge(other.cpu_latency)
         self.overflow_samples += other.overflow_samples
-        self.add_stacks(other.stacks)
+        self._merge_stacks(other)
         traced = self.traced_cpu + other.traced_cpu
         self.add_functions(other.functions, other.edges)
         self.traced_cpu = traced
@@ -372,9 +509,76 @@ class EndpointProfile:
         self.unprofiled_cpu += other.unprofiled_cpu
         self.unprofiled_timed += other.unprofiled_timed
 
+    def _merge_stacks(self, other: EndpointProfile) -> None:
+        """Add the stacks of ``other``. When both keep totals and none of the stacks overflows
+        here, the totals are added as a whole, per function rather than per stack and frame;
+        an overflow, which moves time to other frames, makes this profile recompute its totals
+        when next asked."""
+        mine = self.tracked_totals()
+        theirs = other.tracked_totals() if mine is not None else None
+        if mine is None or theirs is None:
+            self.add_stacks(other.stacks)
+            return
+        self._totals = None
+        table = self.stacks
+        cap = self.stack_cap
+        size = len(table)
+        for stack, weight in other.stacks.items():
+            current = table.get(stack)
+            if current is not None:
+                current.add(weight)
+            elif size < cap:
+                table[stack] = weight.copy()
+                size += 1
+            else:
+                self._add_overflow(stack, weight)
+                size = cap + 1
+        if size <= cap:
+            mine.add(theirs)
+            self._track(mine)
+
     def copy(self) -> EndpointProfile:
-        clone = EndpointProfile(self.name, stack_cap=self.stack_cap, function_cap=self.function_cap)
-        clone.merge(self)
+        """A deep copy: nothing of the copy is shared with this profile.
+
+        A profile within its caps is copied field by field; one holding more stacks or functions
+        than its caps allow (as decoded or merged data may) is rebuilt through :meth:`merge`, so
+        that the copy honours the caps as every profile built here does.
+        """
+        if (
+            len(self.stacks) > self.stack_cap
+            or len(self.functions) > self.function_cap
+            or len(self.edges) > 4 * self.function_cap
+        ):
+            clone = EndpointProfile(
+                self.name, stack_cap=self.stack_cap, function_cap=self.function_cap
+            )
+            clone.merge(self)
+            return clone
+        clone = EndpointProfile(
+            self.name,
+            requests=self.requests,
+            sampled=self.sampled,
+            errors=self.errors,
+            cpu=self.cpu,
+            wall=self.wall,
+            latency=self.latency.copy(),
+            cpu_latency=self.cpu_latency.copy(),
+            stacks={stack: Weight(w.samples, w.wall, w.cpu) for stack, w in self.stacks.items()},
+            overflow_samples=self.overflow_samples,
+            stack_cap=self.stack_cap,
+            functions={frame: totals.copy() for frame, totals in self.functions.items()},
+            edges={edge: totals.copy() for edge, totals in self.edges.items()},
+            function_cap=self.function_cap,
+            dropped_functions=self.dropped_functions,
+            traced_cpu=self.traced_cpu,
+            cut_calls=self.cut_calls,
+            cut_requests=self.cut_requests,
+            unprofiled_cpu=self.unprofiled_cpu,
+            unprofiled_timed=self.unprofiled_timed,
+        )
+        totals = self.tracked_totals()
+        if totals is not None:
+            clone._track(totals.copy())
         return clone
 
     def total(self, kind: WeightKind) -> float:

@@ -26,6 +26,7 @@ from wsgiprof.model import (
     EndpointProfile,
     Frame,
     FunctionStats,
+    FunctionTotals,
     Stack,
     Weight,
     exact_function_stats,
@@ -204,33 +205,44 @@ def _scan(stacks: Mapping[Stack, Weight]) -> _Scan:
     return _Scan(self_cpu, off_cpu_wall, outside)
 
 
+def _scan_totals(totals: FunctionTotals) -> _Scan:
+    """What :func:`_scan` finds, read from totals kept by the profile (per function, no stack)."""
+    return _Scan(totals.self_cpu, totals.off_cpu_wall, totals.outside_cpu)
+
+
 def _top_functions(
-    stacks: Mapping[Stack, Weight], scan: _Scan, top: int, totals: bool
+    stacks: Mapping[Stack, Weight],
+    scan: _Scan,
+    top: int,
+    totals: bool,
+    kept: FunctionTotals | None = None,
 ) -> list[FunctionStats]:
     """The ``top`` application functions by self CPU (ties by total CPU), as
     :func:`~wsgiprof.model.function_stats` would rank them.
 
     Functions with self CPU are necessarily leaves, so the ranking needs only the leaves found by
-    the scan; the total CPU is then computed for those few candidates only. When fewer than
-    ``top`` functions have any self CPU, functions without self time rank too, and the full
-    per-frame statistics decide.
+    the scan; the total CPU is then computed for those few candidates only, or read from
+    ``kept``, the totals the profile keeps. When fewer than ``top`` functions have any self CPU,
+    functions without self time rank too, and the full per-frame statistics decide.
     """
     if top == 0:
         return []
-    leaders = sorted(
-        (
-            (cpu, frame)
-            for frame, cpu in scan.self_cpu.items()
-            if cpu > 0 and frame.file != SYNTHETIC_FILE
-        ),
-        key=lambda item: -item[0],
-    )
-    if len(leaders) < top:
-        return [s for s in function_stats(stacks, "cpu") if s.frame.file != SYNTHETIC_FILE][:top]
-    cutoff = leaders[top - 1][0]
-    candidates = {frame: cpu for cpu, frame in leaders if cpu >= cutoff}
+    candidates: dict[Frame, float] = {}
+    cutoff = -math.inf
+    for frame, cpu in sorted(scan.self_cpu.items(), key=itemgetter(1), reverse=True):
+        if cpu < cutoff:
+            break
+        if cpu > 0 and frame.file != SYNTHETIC_FILE:
+            candidates[frame] = cpu
+            if len(candidates) == top:
+                cutoff = cpu
+    if len(candidates) < top:
+        every = kept.stats("cpu") if kept is not None else function_stats(stacks, "cpu")
+        return [s for s in every if s.frame.file != SYNTHETIC_FILE][:top]
     total = dict.fromkeys(candidates, 0.0)
-    if totals:
+    if totals and kept is not None:
+        total = {frame: kept.total_cpu[frame] for frame in candidates}
+    elif totals:
         wanted = frozenset(candidates)
         for stack, weight in stacks.items():
             if not wanted.isdisjoint(stack):
@@ -245,7 +257,8 @@ def _endpoint(profile: EndpointProfile, top: int, function_totals: bool) -> dict
     sampled = profile.sampled
     p50 = profile.latency.quantile(0.5)
     p95 = profile.latency.quantile(0.95)
-    scan = _scan(profile.stacks)
+    kept = profile.tracked_totals()
+    scan = _scan(profile.stacks) if kept is None else _scan_totals(kept)
     off_cpu = sum(scan.off_cpu_wall.values())
     ratio = profile.cpu / profile.wall if profile.wall > 0 else None
     top_wait = None
@@ -294,7 +307,7 @@ def _endpoint(profile: EndpointProfile, top: int, function_totals: bool) -> dict
             for stats in (
                 exact_function_stats(profile.functions, top)
                 if profile.functions
-                else _top_functions(profile.stacks, scan, top, function_totals)
+                else _top_functions(profile.stacks, scan, top, function_totals, kept)
             )
         ],
     }

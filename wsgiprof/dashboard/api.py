@@ -14,22 +14,38 @@ request whose ``PATH_INFO`` is the prefix or lies under it; the path below the p
 ``/api/profile.<fmt>``                           GET     all endpoints as a file (``?weight=``)
 ``/api/endpoints/<id>/profile.<fmt>``            GET     one endpoint as a file (``?weight=``)
 ``/api/reset``                                   POST    start a new window
+``/api/runs``                                    GET     saved runs
+``/api/runs``                                    POST    save the window as a run: ``{"label": ..}``
+``/api/runs/<id>``                               DELETE  delete a saved run
+``/api/diff?a=<run>&b=<run>``                    GET     :func:`wsgiprof.diff.compare` as JSON
+``/api/diff/flame.json?a=&b=[&endpoint=<id>]``   GET     differential flamegraph data
+``/api/requests.csv``                            GET     one row per profiled request
+``/runs``                                        GET     saved runs: open, compare, delete, save
+``/runs/<id>``                                   GET     the overview of a saved run
+``/diff?a=<run>&b=<run>[&endpoint=<id>]``        GET     comparison and differential flamegraph
 ===============================================  ======  =========================================
+
+Summary, flamegraph data, downloads and the endpoint pages take ``?run=<id>`` to show a saved run
+instead of the current window. In a comparison, a run is named by its id, its label (the newest
+run with that label) or ``current`` (the current window).
 
 Every route needs the token: ``Authorization: Bearer <token>`` or HTTP Basic with the token as the
 password. Failed attempts are throttled per client address; tokens in the query string are refused.
-Reset is a state change, so with Basic credentials (which a browser replays by itself) it also needs
-proof that the request came from our own pages. Errors are JSON ``{"error": "..."}``. Pages,
-flamegraph data and the summary are gzipped for clients that accept it.
+Reset, saving and deleting runs are state changes, so with Basic credentials (which a browser
+replays by itself) they also need proof that the request came from our own pages. Errors are JSON
+``{"error": "..."}``. Pages, flamegraph data and the summary are gzipped for clients that accept it.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import math
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,11 +57,25 @@ from wsgiref.util import application_uri
 
 from wsgiprof.auth import LoginThrottle, basic_credentials, bearer_token, token_matches
 from wsgiprof.config import Config
-from wsgiprof.dashboard.flame import flame_data
-from wsgiprof.dashboard.pages import render_all, render_endpoint, render_overview
+from wsgiprof.dashboard.flame import flame_data, frame_kind
+from wsgiprof.dashboard.pages import (
+    render_all,
+    render_diff,
+    render_endpoint,
+    render_overview,
+    render_runs,
+)
+from wsgiprof.diff import compare, diff_flame
 from wsgiprof.export import FORMATS, get_exporter
 from wsgiprof.model import WEIGHT_KINDS, EndpointProfile, WeightKind
-from wsgiprof.stores.base import Snapshot
+from wsgiprof.stores.base import (
+    RequestRow,
+    RunInfo,
+    RunLimitError,
+    Snapshot,
+    Store,
+    UnknownRunError,
+)
 from wsgiprof.summary import SummaryCache, build_summary
 
 if TYPE_CHECKING:
@@ -108,6 +138,14 @@ AuthScheme = Literal["bearer", "basic"]
 
 _GET = ("GET", "HEAD")
 _POST = ("POST",)
+_GET_POST = ("GET", "HEAD", "POST")
+_DELETE = ("DELETE",)
+
+MAX_BODY_BYTES = 4096
+"""Largest request body the route reads (a run label)."""
+
+CSV_TYPE = "text/csv; charset=utf-8"
+CSV_COLUMNS = ("timestamp", "time_utc", "endpoint", "status", "cpu_ms", "wall_ms", "pid", "host")
 
 
 @dataclass(slots=True)
@@ -156,6 +194,9 @@ class Dashboard:
         engine: str,
         throttle: LoginThrottle | None = None,
         host: Callable[[], dict[str, Any]] | None = None,
+        runs: Store | None = None,
+        save_run: Callable[[str], RunInfo] | None = None,
+        read_requests: Callable[[], list[RequestRow]] | None = None,
     ) -> None:
         self.config = config
         self.prefix = config.path
@@ -163,6 +204,9 @@ class Dashboard:
         self.throttle = throttle if throttle is not None else LoginThrottle()
         self._read = read
         self._reset = reset
+        self._runs = runs
+        self._save_run = save_run if save_run is not None else (runs.save_run if runs else None)
+        self._read_requests = read_requests
         if host is None:
             from wsgiprof.resources import host_reading
 
@@ -183,6 +227,14 @@ class Dashboard:
             (re.compile(r"/api/profile\.(.+)"), _GET, self._download_all),
             (re.compile(r"/api/endpoints/([^/]+)/profile\.(.+)"), _GET, self._download_one),
             (re.compile(r"/api/reset"), _POST, self._reset_window),
+            (re.compile(r"/api/runs"), _GET_POST, self._runs_api),
+            (re.compile(r"/api/runs/([^/]+)"), _DELETE, self._delete_run),
+            (re.compile(r"/api/diff"), _GET, self._diff_api),
+            (re.compile(r"/api/diff/flame\.json"), _GET, self._diff_flame),
+            (re.compile(r"/api/requests\.csv"), _GET, self._requests_csv),
+            (re.compile(r"/runs"), _GET, self._runs_page),
+            (re.compile(r"/runs/([^/]+)"), _GET, self._run_page),
+            (re.compile(r"/diff"), _GET, self._diff_page),
         ]
 
     def handles(self, path: str) -> bool:
@@ -269,17 +321,51 @@ class Dashboard:
         return None
 
     def _summary(self, request: _Request, match: re.Match[str]) -> _Response:
-        response = _json(HTTPStatus.OK, self._build_summary(self._read()))
+        source = self._source(request)
+        if isinstance(source, _Response):
+            return source
+        snapshot, run = source
+        summary = self._build_summary(snapshot, saved=run is not None)
+        if run is not None:
+            summary["run"] = run.to_dict()
+        response = _json(HTTPStatus.OK, summary)
         response.compressible = True
         return response
 
-    def _build_summary(
-        self, snapshot: Snapshot, top: int = 10, *, function_totals: bool = True
-    ) -> dict[str, Any]:
+    def _source(self, request: _Request) -> tuple[Snapshot, RunInfo | None] | _Response:
+        """The snapshot a request asks for: the current window, or the saved run of ``?run=``."""
+        values = request.query.get("run")
+        if not values:
+            return self._read(), None
+        if len(values) != 1:
+            return _error(HTTPStatus.BAD_REQUEST, "give at most one run")
+        return self._load_run(values[0])
+
+    def _load_run(self, run_id: str) -> tuple[Snapshot, RunInfo] | _Response:
+        if self._runs is None:
+            return _no_runs()
+        info = next((run for run in self._runs.list_runs() if run.id == run_id), None)
         try:
-            host: dict[str, Any] | None = self._host()
-        except Exception:
-            host = None
+            if info is None:
+                raise UnknownRunError(run_id)
+            return self._runs.load_run(run_id), info
+        except UnknownRunError:
+            return _error(HTTPStatus.NOT_FOUND, f"no saved run with id {_clip(run_id)!r}")
+
+    def _build_summary(
+        self,
+        snapshot: Snapshot,
+        top: int = 10,
+        *,
+        function_totals: bool = True,
+        saved: bool = False,
+    ) -> dict[str, Any]:
+        host: dict[str, Any] | None = None
+        if not saved:
+            try:
+                host = self._host()
+            except Exception:
+                host = None
         return build_summary(
             snapshot,
             engine=self.engine,
@@ -304,17 +390,25 @@ class Dashboard:
         )
 
     def _flame_all(self, request: _Request, match: re.Match[str]) -> _Response:
-        snapshot = self._read()
+        source = self._source(request)
+        if isinstance(source, _Response):
+            return source
+        snapshot, run = source
         profiles = sorted(snapshot.endpoints.values(), key=lambda p: p.name)
-        key = ("all", *(_fingerprint(p) for p in profiles))
+        key = ("all", run.id if run else None, *(_fingerprint(p) for p in profiles))
         return self._flame(key, profiles, "all endpoints", by_endpoint=True)
 
     def _flame_one(self, request: _Request, match: re.Match[str]) -> _Response:
+        source = self._source(request)
+        if isinstance(source, _Response):
+            return source
+        snapshot, run = source
         endpoint = match.group(1)
-        profile = _find(self._read(), endpoint)
+        profile = _find(snapshot, endpoint)
         if profile is None:
             return _unknown_endpoint(endpoint)
-        return self._flame(("one", _fingerprint(profile)), [profile], profile.name)
+        key = ("one", run.id if run else None, _fingerprint(profile))
+        return self._flame(key, [profile], profile.name)
 
     def _flame(
         self,
@@ -338,13 +432,9 @@ class Dashboard:
         return _Response(HTTPStatus.OK, body, [("Content-Type", JSON_TYPE)], compressible=True)
 
     def _reset_window(self, request: _Request, match: re.Match[str]) -> _Response:
-        if request.scheme == "basic" and not _same_origin(request.environ):
-            return _error(
-                HTTPStatus.FORBIDDEN,
-                "reset with Basic credentials must come from this dashboard's own pages "
-                "(same Origin or Sec-Fetch-Site: same-origin); scripts should send "
-                "'Authorization: Bearer <token>'",
-            )
+        refused = self._state_change_refused(request, "reset")
+        if refused is not None:
+            return refused
         start = self._reset()
         return _json(HTTPStatus.OK, {"window": {"start": start}})
 
@@ -367,7 +457,10 @@ class Dashboard:
                 f"weight must be one of {', '.join(WEIGHT_KINDS)} (default cpu)",
             )
         kind: WeightKind = "wall" if values[0] == "wall" else "cpu"
-        snapshot = self._read()
+        source = self._source(request)
+        if isinstance(source, _Response):
+            return source
+        snapshot, run = source
         profiles: list[EndpointProfile]
         if endpoint is None:
             profiles = sorted(snapshot.endpoints.values(), key=lambda p: p.name)
@@ -378,6 +471,8 @@ class Dashboard:
                 return _unknown_endpoint(endpoint)
             profiles = [profile]
             slug = _slug(profile.name) or profile.id
+        if run is not None:
+            slug = f"{_slug(run.label) or 'run'}-{slug}"
         exporter = get_exporter(fmt)
         return _Response(
             HTTPStatus.OK,
@@ -389,15 +484,24 @@ class Dashboard:
         )
 
     def _index_page(self, request: _Request, match: re.Match[str]) -> _Response:
+        source = self._source(request)
+        if isinstance(source, _Response):
+            return source
+        return self._overview(request, *source)
+
+    def _overview(self, request: _Request, snapshot: Snapshot, run: RunInfo | None) -> _Response:
         # The overview shows each endpoint's hottest function by self CPU only, so it skips the
         # total CPU per function, the part of the summary that grows with stack depth.
-        summary = self._build_summary(self._read(), top=1, function_totals=False)
+        summary = self._build_summary(snapshot, top=1, function_totals=False, saved=run is not None)
         base = _base_href(request.environ, self.prefix)
-        return _html(render_overview(summary, base))
+        return _html(render_overview(summary, base, run))
 
     def _endpoint_page(self, request: _Request, match: re.Match[str]) -> _Response:
         endpoint = match.group(1)
-        snapshot = self._read()
+        source = self._source(request)
+        if isinstance(source, _Response):
+            return source
+        snapshot, run = source
         profile = _find(snapshot, endpoint)
         if profile is None:
             return _unknown_endpoint(endpoint)
@@ -408,12 +512,227 @@ class Dashboard:
         )["endpoints"][0]
         entry["cpu_share"] = profile.cpu / total_cpu if total_cpu > 0 else 0.0
         base = _base_href(request.environ, self.prefix)
-        return _html(render_endpoint(entry, base))
+        return _html(render_endpoint(entry, base, run))
 
     def _all_page(self, request: _Request, match: re.Match[str]) -> _Response:
-        summary = self._build_summary(self._read(), top=0, function_totals=False)
+        source = self._source(request)
+        if isinstance(source, _Response):
+            return source
+        snapshot, run = source
+        summary = self._build_summary(snapshot, top=0, function_totals=False, saved=run is not None)
         base = _base_href(request.environ, self.prefix)
-        return _html(render_all(summary, base))
+        return _html(render_all(summary, base, run))
+
+    # -- saved runs, comparisons and request rows ----------------------------------------------
+
+    def _state_change_refused(self, request: _Request, what: str) -> _Response | None:
+        if request.scheme == "basic" and not _same_origin(request.environ):
+            return _error(
+                HTTPStatus.FORBIDDEN,
+                f"{what} with Basic credentials must come from this dashboard's own pages "
+                "(same Origin or Sec-Fetch-Site: same-origin); scripts should send "
+                "'Authorization: Bearer <token>'",
+            )
+        return None
+
+    def _runs_api(self, request: _Request, match: re.Match[str]) -> _Response:
+        if self._runs is None:
+            return _no_runs()
+        if request.method != "POST":
+            runs = [run.to_dict() for run in self._runs.list_runs()]
+            return _json(HTTPStatus.OK, {"runs": runs})
+        refused = self._state_change_refused(request, "saving a run")
+        if refused is not None:
+            return refused
+        label = _label_from_body(request.environ)
+        if isinstance(label, _Response):
+            return label
+        assert self._save_run is not None
+        try:
+            info = self._save_run(label)
+        except ValueError as exc:
+            return _error(HTTPStatus.BAD_REQUEST, str(exc))
+        except RunLimitError as exc:
+            return _error(HTTPStatus.CONFLICT, str(exc))
+        except Exception as exc:
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, f"the store could not save it: {exc}")
+        return _json(HTTPStatus.CREATED, {"run": info.to_dict()})
+
+    def _delete_run(self, request: _Request, match: re.Match[str]) -> _Response:
+        if self._runs is None:
+            return _no_runs()
+        refused = self._state_change_refused(request, "deleting a run")
+        if refused is not None:
+            return refused
+        run_id = match.group(1)
+        if not self._runs.delete_run(run_id):
+            return _error(HTTPStatus.NOT_FOUND, f"no saved run with id {_clip(run_id)!r}")
+        return _json(HTTPStatus.OK, {"deleted": run_id})
+
+    def _resolve(self, reference: str) -> tuple[Snapshot, str] | _Response:
+        """A run named by id, label (the newest with it) or ``current``; and its display name."""
+        if reference == "current":
+            return self._read(), "current window"
+        if self._runs is None:
+            return _no_runs()
+        runs = self._runs.list_runs()
+        found = next((run for run in runs if run.id == reference), None)
+        if found is None:
+            found = next((run for run in reversed(runs) if run.label == reference), None)
+        if found is None:
+            return _error(HTTPStatus.NOT_FOUND, f"no saved run {_clip(reference)!r}")
+        try:
+            return self._runs.load_run(found.id), found.label
+        except UnknownRunError:
+            return _error(HTTPStatus.NOT_FOUND, f"no saved run {_clip(reference)!r}")
+
+    def _pair(
+        self, request: _Request
+    ) -> tuple[tuple[Snapshot, str], tuple[Snapshot, str], str, str] | _Response:
+        references = []
+        for name in ("a", "b"):
+            values = request.query.get(name, [])
+            if len(values) != 1 or not values[0]:
+                return _error(
+                    HTTPStatus.BAD_REQUEST,
+                    "give two runs: ?a=<run>&b=<run> (an id, a label, or 'current')",
+                )
+            references.append(values[0])
+        a = self._resolve(references[0])
+        if isinstance(a, _Response):
+            return a
+        b = self._resolve(references[1])
+        if isinstance(b, _Response):
+            return b
+        return a, b, references[0], references[1]
+
+    def _diff_api(self, request: _Request, match: re.Match[str]) -> _Response:
+        pair = self._pair(request)
+        if isinstance(pair, _Response):
+            return pair
+        (snap_a, label_a), (snap_b, label_b), _, _ = pair
+        diff = compare(snap_a.endpoints, snap_b.endpoints, a_label=label_a, b_label=label_b)
+        response = _json(HTTPStatus.OK, diff.to_dict())
+        response.compressible = True
+        return response
+
+    def _diff_flame(self, request: _Request, match: re.Match[str]) -> _Response:
+        pair = self._pair(request)
+        if isinstance(pair, _Response):
+            return pair
+        (snap_a, label_a), (snap_b, label_b), _, _ = pair
+        endpoint = request.query.get("endpoint", [None])[0]
+        profiles_a = sorted(snap_a.endpoints.values(), key=lambda p: p.name)
+        profiles_b = sorted(snap_b.endpoints.values(), key=lambda p: p.name)
+        name = "all endpoints"
+        if endpoint is not None:
+            profiles_a = [p for p in profiles_a if p.id == endpoint]
+            profiles_b = [p for p in profiles_b if p.id == endpoint]
+            if not profiles_a and not profiles_b:
+                return _unknown_endpoint(endpoint)
+            name = (profiles_b or profiles_a)[0].name
+        data = diff_flame(
+            profiles_a,
+            profiles_b,
+            name=name,
+            a_label=label_a,
+            b_label=label_b,
+            by_endpoint=endpoint is None,
+            kind=frame_kind,
+        )
+        response = _json(HTTPStatus.OK, data)
+        response.compressible = True
+        return response
+
+    def _requests_csv(self, request: _Request, match: re.Match[str]) -> _Response:
+        if self._read_requests is None:
+            return _error(HTTPStatus.NOT_FOUND, "request rows are not recorded here")
+        body = requests_csv(self._read_requests()).encode("utf-8")
+        return _Response(
+            HTTPStatus.OK,
+            body,
+            [
+                ("Content-Type", CSV_TYPE),
+                ("Content-Disposition", 'attachment; filename="requests.csv"'),
+            ],
+            compressible=True,
+        )
+
+    def _runs_page(self, request: _Request, match: re.Match[str]) -> _Response:
+        if self._runs is None:
+            return _no_runs()
+        base = _base_href(request.environ, self.prefix)
+        return _html(render_runs(self._runs.list_runs(), base))
+
+    def _run_page(self, request: _Request, match: re.Match[str]) -> _Response:
+        loaded = self._load_run(match.group(1))
+        if isinstance(loaded, _Response):
+            return loaded
+        return self._overview(request, *loaded)
+
+    def _diff_page(self, request: _Request, match: re.Match[str]) -> _Response:
+        pair = self._pair(request)
+        if isinstance(pair, _Response):
+            return pair
+        (snap_a, label_a), (snap_b, label_b), ref_a, ref_b = pair
+        diff = compare(snap_a.endpoints, snap_b.endpoints, a_label=label_a, b_label=label_b)
+        endpoint = request.query.get("endpoint", [None])[0]
+        scope = None
+        data = diff.to_dict()
+        if endpoint is not None:
+            change = next((c for c in diff.endpoints if c.id == endpoint), None)
+            if change is None:
+                return _unknown_endpoint(endpoint)
+            scope = {"id": endpoint, "name": change.name}
+            data["endpoints"] = [e for e in data["endpoints"] if e["id"] == endpoint]
+            data["functions"] = [f for f in data["functions"] if f["endpoint_id"] == endpoint]
+        base = _base_href(request.environ, self.prefix)
+        return _html(render_diff(data, base, ref_a, ref_b, scope))
+
+
+def requests_csv(rows: Iterable[RequestRow]) -> str:
+    """``requests.csv``: a header and one line per row. Endpoint names that a spreadsheet would
+    read as a formula (starting with ``=``, ``+``, ``-``, ``@``) get a leading apostrophe."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        endpoint = "'" + row.endpoint if row.endpoint[:1] in ("=", "+", "-", "@") else row.endpoint
+        writer.writerow(
+            (
+                f"{row.timestamp:.3f}",
+                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row.timestamp))
+                + f".{int(row.timestamp % 1 * 1000):03d}Z",
+                endpoint,
+                row.status,
+                f"{row.cpu_ms:.3f}",
+                f"{row.wall_ms:.3f}",
+                row.pid,
+                row.host,
+            )
+        )
+    return out.getvalue()
+
+
+def _label_from_body(environ: WSGIEnvironment) -> str | _Response:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if length < 0 or length > MAX_BODY_BYTES:
+        return _error(HTTPStatus.BAD_REQUEST, f"send a JSON body of at most {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    except ValueError:
+        return _error(HTTPStatus.BAD_REQUEST, 'send JSON: {"label": "baseline"}')
+    label = body.get("label") if isinstance(body, dict) else None
+    if not isinstance(label, str):
+        return _error(HTTPStatus.BAD_REQUEST, 'send JSON: {"label": "baseline"}')
+    return label
+
+
+def _no_runs() -> _Response:
+    return _error(HTTPStatus.NOT_FOUND, "saved runs are not available on this route")
 
 
 def _fingerprint(profile: EndpointProfile) -> tuple[object, ...]:

@@ -10,7 +10,8 @@ of the same data byte-identical.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Generic, Protocol, TypeVar
 
 from wsgiprof.model import EndpointProfile, Frame, Stack, Weight, WeightKind, merge_profiles
@@ -76,6 +77,37 @@ def weighted_stacks(stacks: Mapping[Stack, Weight], kind: WeightKind) -> list[tu
     chosen = [(stack, weight) for stack, weight in stacks.items() if stack and weight.get(kind) > 0]
     chosen.sort(key=lambda item: item[0])
     return chosen
+
+
+def iter_combined(
+    profiles: Sequence[EndpointProfile], kind: WeightKind
+) -> Iterator[tuple[Stack, Weight]]:
+    """What ``weighted_stacks(combined_stacks(profiles), kind)`` yields, in the same order, one
+    stack at a time: an all-endpoints export then never holds a copy of every stack.
+
+    Each endpoint's stacks are sorted and yielded under its root frame, endpoints in the order
+    of their root frames, which is the order of the combined stacks. Profiles sharing a name
+    (whose stacks the combination sums) go through :func:`combined_stacks` instead.
+    """
+    if len(profiles) == 1:
+        yield from weighted_stacks(profiles[0].stacks, kind)
+        return
+    if len({profile.name for profile in profiles}) < len(profiles):
+        yield from weighted_stacks(combined_stacks(profiles), kind)
+        return
+    roots = sorted((endpoint_root(profile.name), profile) for profile in profiles)
+    for root, profile in roots:
+        chosen = [
+            (stack, weight) for stack, weight in profile.stacks.items() if weight.get(kind) > 0
+        ]
+        chosen.sort(key=itemgetter(0))
+        for stack, weight in chosen:
+            yield (root, *stack), weight
+
+
+def endpoint_root(name: str) -> Frame:
+    """The root frame naming an endpoint in combined stacks (as :func:`merge_profiles` adds)."""
+    return Frame(name, "<endpoint>", 0)
 
 
 def combined_stacks(profiles: Sequence[EndpointProfile]) -> Mapping[Stack, Weight]:

@@ -10,13 +10,12 @@ from collections.abc import Sequence
 
 from wsgiprof.export.base import (
     MICROSECONDS,
-    combined_stacks,
     frame_label,
+    iter_combined,
     to_units,
     utf8,
-    weighted_stacks,
 )
-from wsgiprof.model import EndpointProfile, WeightKind
+from wsgiprof.model import EndpointProfile, Frame, WeightKind
 
 _UNSAFE = str.maketrans({";": ":", "\n": " ", "\r": " "})
 
@@ -44,14 +43,36 @@ class FoldedExporter:
     )
 
     def export(self, profiles: Sequence[EndpointProfile], kind: WeightKind) -> bytes:
-        """Folded lines of ``profiles``, weighted by ``kind``."""
+        """Folded lines of ``profiles``, weighted by ``kind``.
+
+        Several profiles are read one stack at a time (see
+        :func:`~wsgiprof.export.base.iter_combined`), each frame's label is made once, and each
+        line is kept once, as bytes, until the sorted file is joined.
+        """
+        labels: dict[Frame, str] = {}
+
+        def label(frame: Frame) -> str:
+            text = labels.get(frame)
+            if text is None:
+                text = labels[frame] = sanitise(frame_label(frame))
+            return text
+
         seconds: dict[str, float] = {}
-        for stack, weight in weighted_stacks(combined_stacks(profiles), kind):
-            line = ";".join(sanitise(frame_label(frame)) for frame in stack)
-            seconds[line] = seconds.get(line, 0.0) + weight.get(kind)
-        lines = []
-        for line, value in sorted(seconds.items()):
-            count = to_units(value, MICROSECONDS)
-            if count > 0:
-                lines.append(f"{line} {count}\n")
-        return utf8("".join(lines))
+        get = seconds.get
+        for stack, weight in iter_combined(profiles, kind):
+            line = ";".join(map(label, stack))
+            seconds[line] = get(line, 0.0) + weight.get(kind)
+        lines = sorted(seconds)
+        chunks = []
+        for start in range(0, len(lines), _CHUNK):
+            part = []
+            for line in lines[start : start + _CHUNK]:
+                count = to_units(seconds.pop(line), MICROSECONDS)
+                if count > 0:
+                    part.append(f"{line} {count}\n")
+            chunks.append(utf8("".join(part)))
+        return b"".join(chunks)
+
+
+_CHUNK = 4096
+"""Lines encoded at a time: the text of the whole file never exists next to its bytes."""

@@ -15,11 +15,11 @@ caller naming its endpoint, so snakeviz draws the whole endpoint from one root.
 from __future__ import annotations
 
 import marshal
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from wsgiprof.export.base import combined_stacks, frame_name, weighted_stacks
+from wsgiprof.export.base import frame_name, iter_combined, weighted_stacks
 from wsgiprof.model import CallTotals, EndpointProfile, Frame, Stack, Weight, WeightKind
 
 FuncKey = tuple[str, int, str]
@@ -59,12 +59,32 @@ def func_key(frame: Frame) -> FuncKey:
 
 def stats_table(stacks: Mapping[Stack, Weight], kind: WeightKind) -> dict[FuncKey, FuncStats]:
     """The pstats dictionary of ``stacks`` weighted by ``kind`` (times in seconds)."""
+    return table_of(weighted_stacks(stacks, kind), kind)
+
+
+def table_of(items: Iterable[tuple[Stack, Weight]], kind: WeightKind) -> dict[FuncKey, FuncStats]:
+    """The pstats dictionary of non-empty weighted stacks given one at a time, in order.
+
+    Each distinct frame is resolved to its pstats entry once, so the cost per frame of a stack
+    is one dictionary lookup.
+    """
     functions: dict[FuncKey, _Function] = {}
+    entries: dict[Frame, _Function] = {}
+    keys: dict[Frame, FuncKey] = {}
+    frames: dict[FuncKey, Frame] = {}
 
     def function(frame: Frame) -> _Function:
-        return functions.setdefault(func_key(frame), _Function())
+        entry = entries.get(frame)
+        if entry is None:
+            key = keys[frame] = func_key(frame)
+            entry = functions.get(key)
+            if entry is None:
+                entry = functions[key] = _Function()
+                frames[key] = frame
+            entries[frame] = entry
+        return entry
 
-    for stack, weight in weighted_stacks(stacks, kind):
+    for stack, weight in items:
         value, samples = weight.get(kind), weight.samples
         leaf = function(stack[-1])
         leaf.totals.tt += value
@@ -73,22 +93,29 @@ def stats_table(stacks: Mapping[Stack, Weight], kind: WeightKind) -> dict[FuncKe
             totals.samples += samples
             totals.ct += value
         for caller, callee in set(pairwise(stack)):
-            edge = function(callee).callers.setdefault(func_key(caller), _Totals())
+            callers = function(callee).callers
+            caller_key = keys[caller]
+            edge = callers.get(caller_key)
+            if edge is None:
+                edge = callers[caller_key] = _Totals()
             edge.samples += samples
             edge.ct += value
         if len(stack) > 1:
-            leaf.callers[func_key(stack[-2])].tt += value
+            leaf.callers[keys[stack[-2]]].tt += value
 
     if not functions:
         functions[func_key(EMPTY)] = _Function()
+        frames[func_key(EMPTY)] = EMPTY
+    # Keys are made afresh, one object per use, so that marshal writes the same bytes as for a
+    # table whose keys were never shared.
     return {
-        key: (
+        func_key(frames[key]): (
             entry.totals.samples,
             entry.totals.samples,
             entry.totals.tt,
             entry.totals.ct,
             {
-                caller: (edge.samples, edge.samples, edge.tt, edge.ct)
+                func_key(frames[caller]): (edge.samples, edge.samples, edge.tt, edge.ct)
                 for caller, edge in sorted(entry.callers.items())
             },
         )
@@ -167,7 +194,7 @@ class PstatsExporter:
         """Marshalled pstats of ``profiles``, weighted by ``kind``."""
         if kind == "cpu" and profiles and all(profile.functions for profile in profiles):
             return marshal.dumps(exact_table(profiles))
-        stacks = combined_stacks(profiles)
+        items = iter_combined(profiles, kind)
         if len(profiles) > 1:
-            stacks = {(ALL_ENDPOINTS, *stack): weight for stack, weight in stacks.items()}
-        return marshal.dumps(stats_table(stacks, kind))
+            items = (((ALL_ENDPOINTS, *stack), weight) for stack, weight in items)
+        return marshal.dumps(table_of(items, kind))

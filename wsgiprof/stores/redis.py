@@ -13,8 +13,13 @@ hash tag, so every key of one application lives in one slot)::
     w:<id>:processes              hash: "host:pid" -> JSON process reading
     w:<id>:lost                   counter of deltas lost while Redis could not be reached
     w:<id>:compactions            counter of compactions, so a stale one can be refused
+    w:<id>:requests               list of request rows (JSON arrays), the newest kept
+    runs                          hash: run id -> RunInfo JSON (saved runs)
+    runs:payloads                 hash: run id -> encoded run (wsgiprof.stores.runs)
+    runs:next                     counter of run ids
 
-Every flush refreshes a TTL (7 days by default) on these keys, so the windows of an application
+Saved runs expire ``run_ttl`` (90 days by default) after the last run was saved. Every flush
+refreshes a TTL (7 days by default) on the window keys, so the windows of an application
 that is gone expire by themselves. Redis trouble never reaches a request: the client uses short
 socket timeouts and no retries, a failed flush counts its delta as lost (kept in the process and
 added to Redis once it answers again) and pauses flushing for a few seconds, and ``read`` falls
@@ -39,7 +44,17 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from wsgiprof.model import EndpointProfile
-from wsgiprof.stores.base import ProcessInfo, Snapshot
+from wsgiprof.stores.base import (
+    MAX_RUNS,
+    REQUEST_ROWS_PER_PROCESS,
+    ProcessInfo,
+    RequestRow,
+    RunInfo,
+    RunLimitError,
+    Snapshot,
+    UnknownRunError,
+    check_label,
+)
 from wsgiprof.stores.codec import (
     CodecError,
     DeltaMerger,
@@ -47,11 +62,15 @@ from wsgiprof.stores.codec import (
     process_from_dict,
     process_to_dict,
 )
+from wsgiprof.stores.runs import decode_rows, decode_run, encode_rows, encode_run
 
 __all__ = ["DEFAULT_TTL", "RedisStore"]
 
 DEFAULT_TIMEOUT = 0.25
 DEFAULT_TTL = 7 * 24 * 3600
+DEFAULT_RUN_TTL = 90 * 24 * 3600
+_SAVE_ATTEMPTS = 5
+_ROWS_CHUNK = 1000
 DEFAULT_COMPACT_AFTER = 64
 DEFAULT_RETRY_AFTER = 3.0
 _WRITER_COMPACT_FACTOR = 4
@@ -71,6 +90,36 @@ redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('EXPIRE', KEYS[3], ARGV[5])
 return 1
+"""
+
+
+# KEYS: window, deltas, processes, lost, compactions, requests, runs, run payloads, run ids.
+# ARGV: window id, compactions seen, payloads merged, run payload, run info, max runs, start of
+# the new window, ttl, run ttl. Returns the new run id; -1 when the window changed since it was
+# read (the caller reads again), -2 when MAX_RUNS runs are saved.
+_SAVE_RUN_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return -1 end
+if (redis.call('GET', KEYS[5]) or '0') ~= ARGV[2] then return -1 end
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[3]) then return -1 end
+if redis.call('HLEN', KEYS[7]) >= tonumber(ARGV[6]) then return -2 end
+local id = redis.call('INCR', KEYS[9])
+redis.call('HSET', KEYS[7], id, ARGV[5])
+redis.call('HSET', KEYS[8], id, ARGV[4])
+for i = 7, 9 do redis.call('EXPIRE', KEYS[i], ARGV[9]) end
+redis.call('HINCRBY', KEYS[1], 'id', 1)
+redis.call('HSET', KEYS[1], 'start', ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+return id
+"""
+
+# KEYS: requests, processes. ARGV: rows kept per process, ttl. Keeps the newest rows, as many
+# per process as ARGV[1] on average over the processes of the window.
+_TRIM_ROWS_SCRIPT = """
+local keep = tonumber(ARGV[1]) * math.max(1, redis.call('HLEN', KEYS[2]))
+redis.call('LTRIM', KEYS[1], -keep, -1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return keep
 """
 
 
@@ -151,6 +200,7 @@ class RedisStore:
         ttl: int = DEFAULT_TTL,
         compact_after: int = DEFAULT_COMPACT_AFTER,
         retry_after: float = DEFAULT_RETRY_AFTER,
+        run_ttl: int = DEFAULT_RUN_TTL,
     ) -> None:
         if urllib.parse.urlsplit(url).scheme not in ("redis", "rediss"):
             raise ValueError(f"RedisStore needs a redis:// or rediss:// URL, not {_safe(url)!r}")
@@ -164,6 +214,7 @@ class RedisStore:
         self.ttl = ttl
         self.compact_after = compact_after
         self.retry_after = retry_after
+        self.run_ttl = max(run_ttl, 1)
         self._prefix = f"wsgiprof:{{{app_name}}}:"
         self._window_key = self._prefix + "window"
         self._state_now = self._new_state()
@@ -244,7 +295,7 @@ class RedisStore:
         pipe.hset(self._window_key, "start", repr(start))
         pipe.expire(self._window_key, self.ttl)
         window = _Window(int(pipe.execute()[0]), start)
-        state.client.delete(*self._keys(window.id - 1))
+        state.client.delete(*self._keys(window.id - 1), self._requests_key(window.id - 1))
         with state.lock:
             state.window = window
             state.lost_pending = 0
@@ -390,6 +441,133 @@ class RedisStore:
         )
         return bool(done)
 
+    # -- saved runs and request rows ---------------------------------------------------------
+
+    def _requests_key(self, window_id: int) -> str:
+        return f"{self._prefix}w:{window_id}:requests"
+
+    def _run_keys(self) -> tuple[str, str, str]:
+        return self._prefix + "runs", self._prefix + "runs:payloads", self._prefix + "runs:next"
+
+    def save_run(self, label: str) -> RunInfo:
+        """Close the current window as run ``label`` and start a new one. The window is merged
+        here and saved by a script that refuses if a flush or a compaction came in between;
+        then it is read again (a few attempts). Raises :class:`redis.RedisError` when Redis
+        cannot be reached."""
+        label = check_label(label)
+        state = self._state()
+        self._fetch_window(state)
+        for _ in range(_SAVE_ATTEMPTS):
+            loaded = self._load(state, compact=False)
+            if loaded.window is None:
+                self._fetch_window(state)
+                continue
+            now = time.time()
+            with state.lock:
+                lost = loaded.lost + state.lost_pending
+            snapshot = Snapshot(loaded.window.start, now, loaded.endpoints, loaded.processes, lost)
+            info = RunInfo.of("0", label, snapshot, now)
+            deltas, processes, lost_key, compactions = self._keys(loaded.window.id)
+            result = int(
+                state.client.eval(
+                    _SAVE_RUN_SCRIPT,
+                    9,
+                    self._window_key,
+                    deltas,
+                    processes,
+                    lost_key,
+                    compactions,
+                    self._requests_key(loaded.window.id),
+                    *self._run_keys(),
+                    loaded.window.id,
+                    loaded.compactions,
+                    loaded.payloads,
+                    encode_run(snapshot),
+                    json.dumps(info.to_dict()),
+                    MAX_RUNS,
+                    repr(now),
+                    self.ttl,
+                    self.run_ttl,
+                )
+            )
+            if result == -2:
+                raise RunLimitError(f"{MAX_RUNS} runs are saved already; delete some first")
+            if result > 0:
+                with state.lock:
+                    state.window = _Window(loaded.window.id + 1, now)
+                    state.lost_pending = 0
+                return RunInfo.of(str(result), label, snapshot, now)
+        raise RedisError("the window kept changing while it was saved; try again")
+
+    def list_runs(self) -> list[RunInfo]:
+        """The saved runs of this application, oldest first."""
+        state = self._state()
+        runs = []
+        for run_id, info in state.client.hgetall(self._run_keys()[0]).items():
+            try:
+                runs.append(RunInfo.from_dict({**json.loads(info), "id": _text(run_id)}))
+            except ValueError as exc:
+                self._warn_once(state, "run", "wsgiprof: skipped a saved run: %s", exc)
+        return sorted(runs, key=lambda run: int(run.id) if run.id.isdigit() else 0)
+
+    def load_run(self, run_id: str) -> Snapshot:
+        """The snapshot of a saved run; :class:`UnknownRunError` when there is none."""
+        if not run_id.isdigit():
+            raise UnknownRunError(run_id)
+        payload = self._state().client.hget(self._run_keys()[1], run_id)
+        if payload is None:
+            raise UnknownRunError(run_id)
+        return decode_run(payload if isinstance(payload, bytes) else payload.encode())
+
+    def delete_run(self, run_id: str) -> bool:
+        """Forget a saved run; False when there was none with that id."""
+        if not run_id.isdigit():
+            return False
+        runs, payloads, _ = self._run_keys()
+        pipe = self._state().client.pipeline(transaction=True)
+        pipe.hdel(runs, run_id)
+        pipe.hdel(payloads, run_id)
+        return bool(pipe.execute()[0])
+
+    def flush_requests(self, rows: Sequence[RequestRow]) -> None:
+        """Append request rows to the current window's list, trimmed to about
+        :data:`~wsgiprof.stores.base.REQUEST_ROWS_PER_PROCESS` per process; never raises."""
+        if not rows:
+            return
+        state = self._state()
+        with state.lock:
+            window = state.window
+            paused = time.monotonic() < state.retry_at
+        if paused:
+            return
+        try:
+            if window is None:
+                window = self._fetch_window(state)
+            key = self._requests_key(window.id)
+            texts = encode_rows(rows[-REQUEST_ROWS_PER_PROCESS:])
+            pipe = state.client.pipeline(transaction=True)
+            for start in range(0, len(texts), _ROWS_CHUNK):
+                pipe.rpush(key, *texts[start : start + _ROWS_CHUNK])
+            processes = self._keys(window.id)[1]
+            pipe.eval(_TRIM_ROWS_SCRIPT, 2, key, processes, REQUEST_ROWS_PER_PROCESS, self.ttl)
+            pipe.execute()
+        except Exception as exc:
+            self._warn_once(state, "rows", "wsgiprof: request rows were lost: %s", exc)
+
+    def read_requests(self) -> list[RequestRow]:
+        """The request rows of the current window, oldest first (none when Redis cannot be
+        reached)."""
+        state = self._state()
+        try:
+            window = _parse_window(state.client.hmget(self._window_key, ["id", "start"]))
+            if window is None:
+                return []
+            texts = state.client.lrange(self._requests_key(window.id), 0, -1)
+        except RedisError as exc:
+            self._warn_once(state, "read", "wsgiprof: cannot read %s: %s", _safe(self.url), exc)
+            return []
+        return sorted(decode_rows(texts), key=lambda row: row.timestamp)
+
     # -- per-process state -------------------------------------------------------------------
 
     def _new_state(self) -> _ProcessState:
@@ -420,6 +598,10 @@ class RedisStore:
                 return
             state.warned.add(key)
         _log.warning(message + " (further such failures are not logged)", *args)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _parse_window(values: Sequence[bytes | str | None]) -> _Window | None:

@@ -11,6 +11,8 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
     windows   (id, app, start)                         newest row of an app = its current window
     deltas    (id, window_id, pid, host, created, lost, payload)   one encoded delta per flush
     processes (window_id, host, pid, info, last_seen)  latest reading of each process
+    requests  (id, window_id, host, pid, row)          newest request rows of each process
+    runs      (id, app, saved_at, info, payload)       saved runs: RunInfo JSON, encoded run
 
 Several applications may share one file: each ``app_name`` has its own windows. Readers fold the
 rows of a window into one (compaction) once there are more than ``compact_after``, so reads stay
@@ -27,12 +29,22 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wsgiprof.model import EndpointProfile
-from wsgiprof.stores.base import ProcessInfo, Snapshot
+from wsgiprof.stores.base import (
+    MAX_RUNS,
+    REQUEST_ROWS_PER_PROCESS,
+    ProcessInfo,
+    RequestRow,
+    RunInfo,
+    RunLimitError,
+    Snapshot,
+    UnknownRunError,
+    check_label,
+)
 from wsgiprof.stores.codec import (
     CodecError,
     DeltaMerger,
@@ -40,10 +52,11 @@ from wsgiprof.stores.codec import (
     process_from_dict,
     process_to_dict,
 )
+from wsgiprof.stores.runs import decode_rows, decode_run, encode_rows, encode_run
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "SqliteStoreError"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Layout version of the file, kept in ``PRAGMA user_version``."""
 
 APPLICATION_ID = 0x77737066
@@ -80,6 +93,26 @@ CREATE TABLE processes (
     last_seen REAL NOT NULL,
     PRIMARY KEY (window_id, host, pid)
 );
+"""
+
+# Schema 2 adds saved runs and request rows; a schema 1 file is upgraded in place.
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    window_id INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    row TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_by_process ON requests (window_id, host, pid, id);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    saved_at REAL NOT NULL,
+    info TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_app ON runs (app, id);
 """
 
 
@@ -245,27 +278,27 @@ class SqliteStore:
         start = time.time()
         try:
             with _immediate(connection):
-                window = connection.execute(
-                    "INSERT INTO windows (app, start) VALUES (?, ?)", (self.app_name, start)
-                ).lastrowid
-                arguments = (self.app_name, window)
-                connection.execute(
-                    "DELETE FROM deltas WHERE window_id IN"
-                    " (SELECT id FROM windows WHERE app = ? AND id < ?)",
-                    arguments,
-                )
-                connection.execute(
-                    "DELETE FROM processes WHERE window_id IN"
-                    " (SELECT id FROM windows WHERE app = ? AND id < ?)",
-                    arguments,
-                )
-                connection.execute("DELETE FROM windows WHERE app = ? AND id < ?", arguments)
+                self._new_window(connection, start)
         except sqlite3.Error:
             self._drop_connection(state)
             raise
         with state.lock:
             state.lost_pending = 0
         return start
+
+    def _new_window(self, connection: _Connection, start: float) -> None:
+        """Start a window and delete the older ones of this application (in a transaction)."""
+        window = connection.execute(
+            "INSERT INTO windows (app, start) VALUES (?, ?)", (self.app_name, start)
+        ).lastrowid
+        arguments = (self.app_name, window)
+        for table in ("deltas", "processes", "requests"):
+            connection.execute(
+                f"DELETE FROM {table} WHERE window_id IN"  # noqa: S608 - fixed table names
+                " (SELECT id FROM windows WHERE app = ? AND id < ?)",
+                arguments,
+            )
+        connection.execute("DELETE FROM windows WHERE app = ? AND id < ?", arguments)
 
     def window_start(self) -> float:
         """Start time of the current window."""
@@ -329,17 +362,23 @@ class SqliteStore:
             window = self._window(connection, create=False)
             if window is None:
                 return _Loaded(None, {}, [], 0, 0, 0, 0)
-            rows = connection.execute(
-                "SELECT id, lost, payload FROM deltas WHERE window_id = ? ORDER BY id",
-                (window.id,),
-            ).fetchall()
-            process_rows = connection.execute(
-                "SELECT info FROM processes WHERE window_id = ? ORDER BY host, pid",
-                (window.id,),
-            ).fetchall()
+            loaded = self._merge(connection, window)
         finally:
             connection.execute("COMMIT")
+        if compact and loaded.rows > self.compact_after and not loaded.undecodable:
+            self._compact(connection, loaded)
+        return loaded
 
+    def _merge(self, connection: _Connection, window: _Window) -> _Loaded:
+        """Read and merge the rows of ``window`` (inside the caller's transaction)."""
+        rows = connection.execute(
+            "SELECT id, lost, payload FROM deltas WHERE window_id = ? ORDER BY id",
+            (window.id,),
+        ).fetchall()
+        process_rows = connection.execute(
+            "SELECT info FROM processes WHERE window_id = ? ORDER BY host, pid",
+            (window.id,),
+        ).fetchall()
         merger = DeltaMerger()
         lost = undecodable = 0
         for _, row_lost, payload in rows:
@@ -359,10 +398,7 @@ class SqliteStore:
             except (CodecError, ValueError, TypeError) as exc:
                 self._warn_once(self._state(), "process", "wsgiprof: skipped a process: %s", exc)
         last_row = rows[-1][0] if rows else 0
-        loaded = _Loaded(window, endpoints, processes, len(rows), last_row, lost, undecodable)
-        if compact and loaded.rows > self.compact_after and not undecodable:
-            self._compact(connection, loaded)
-        return loaded
+        return _Loaded(window, endpoints, processes, len(rows), last_row, lost, undecodable)
 
     def _compact(self, connection: _Connection, loaded: _Loaded) -> bool:
         """Replace the rows that ``loaded`` merged by one row holding their sum.
@@ -412,6 +448,130 @@ class SqliteStore:
             assert cursor.lastrowid is not None
             return _Window(cursor.lastrowid, start)
 
+    # -- saved runs and request rows ---------------------------------------------------------
+
+    def save_run(self, label: str) -> RunInfo:
+        """Close the current window as run ``label`` and start a new one, in one transaction:
+        no flush falls between the run and the new window. Writers wait meanwhile (the merge of
+        one window, usually a few milliseconds; at most ``busy_timeout``)."""
+        label = check_label(label)
+        state = self._state()
+        connection = self._connection(state)
+        try:
+            with _immediate(connection):
+                count = connection.execute(
+                    "SELECT count(*) FROM runs WHERE app = ?", (self.app_name,)
+                ).fetchone()[0]
+                if count >= MAX_RUNS:
+                    raise RunLimitError(f"{MAX_RUNS} runs are saved already; delete some first")
+                window = self._window(connection, create=True)
+                assert window is not None
+                loaded = self._merge(connection, window)
+                now = time.time()
+                with state.lock:
+                    lost = loaded.lost + state.lost_pending
+                snapshot = Snapshot(window.start, now, loaded.endpoints, loaded.processes, lost)
+                payload = encode_run(snapshot)
+                info = RunInfo.of("0", label, snapshot, now)
+                run_id = connection.execute(
+                    "INSERT INTO runs (app, saved_at, info, payload) VALUES (?, ?, ?, ?)",
+                    (self.app_name, now, json.dumps(info.to_dict()), payload),
+                ).lastrowid
+                self._new_window(connection, now)
+        except sqlite3.Error:
+            self._drop_connection(state)
+            raise
+        with state.lock:
+            state.lost_pending = 0
+        return RunInfo.of(str(run_id), label, snapshot, now)
+
+    def list_runs(self) -> list[RunInfo]:
+        """The saved runs of this application, oldest first."""
+        connection = self._connection(self._state())
+        rows = connection.execute(
+            "SELECT id, info FROM runs WHERE app = ? ORDER BY id", (self.app_name,)
+        ).fetchall()
+        runs = []
+        for run_id, info in rows:
+            try:
+                runs.append(RunInfo.from_dict({**json.loads(info), "id": str(run_id)}))
+            except ValueError as exc:
+                self._warn_once(self._state(), "run", "wsgiprof: skipped a saved run: %s", exc)
+        return runs
+
+    def load_run(self, run_id: str) -> Snapshot:
+        """The snapshot of a saved run; :class:`UnknownRunError` when there is none."""
+        if not run_id.isdigit():
+            raise UnknownRunError(run_id)
+        connection = self._connection(self._state())
+        row = connection.execute(
+            "SELECT payload FROM runs WHERE app = ? AND id = ?", (self.app_name, int(run_id))
+        ).fetchone()
+        if row is None:
+            raise UnknownRunError(run_id)
+        return decode_run(bytes(row[0]))
+
+    def delete_run(self, run_id: str) -> bool:
+        """Forget a saved run; False when there was none with that id."""
+        if not run_id.isdigit():
+            return False
+        connection = self._connection(self._state())
+        with _immediate(connection):
+            deleted = connection.execute(
+                "DELETE FROM runs WHERE app = ? AND id = ?", (self.app_name, int(run_id))
+            ).rowcount
+        return bool(deleted)
+
+    def flush_requests(self, rows: Sequence[RequestRow]) -> None:
+        """Append request rows to the current window, keeping the newest
+        :data:`~wsgiprof.stores.base.REQUEST_ROWS_PER_PROCESS` of each process; never raises."""
+        if not rows:
+            return
+        state = self._state()
+        rows = rows[-REQUEST_ROWS_PER_PROCESS:]
+        try:
+            connection = self._connection(state)
+            with _immediate(connection):
+                window = self._window(connection, create=True)
+                assert window is not None
+                connection.executemany(
+                    "INSERT INTO requests (window_id, host, pid, row) VALUES (?, ?, ?, ?)",
+                    [
+                        (window.id, row.host, row.pid, text)
+                        for row, text in zip(rows, encode_rows(rows), strict=True)
+                    ],
+                )
+                for host, pid in {(row.host, row.pid) for row in rows}:
+                    connection.execute(
+                        "DELETE FROM requests WHERE window_id = ?1 AND host = ?2 AND pid = ?3"
+                        " AND id <= (SELECT id FROM requests WHERE window_id = ?1 AND host = ?2"
+                        " AND pid = ?3 ORDER BY id DESC LIMIT 1 OFFSET ?4)",
+                        (window.id, host, pid, REQUEST_ROWS_PER_PROCESS),
+                    )
+        except Exception as exc:
+            self._drop_connection(state)
+            self._warn_once(state, "rows", "wsgiprof: request rows were lost: %s", exc)
+
+    def read_requests(self) -> list[RequestRow]:
+        """The request rows of the current window, oldest first."""
+        connection = self._connection(self._state())
+        connection.execute("BEGIN")
+        try:
+            window = self._window(connection, create=False)
+            texts = (
+                [
+                    text
+                    for (text,) in connection.execute(
+                        "SELECT row FROM requests WHERE window_id = ? ORDER BY id", (window.id,)
+                    )
+                ]
+                if window is not None
+                else []
+            )
+        finally:
+            connection.execute("COMMIT")
+        return sorted(decode_rows(texts), key=lambda row: row.timestamp)
+
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self) -> _Connection:
@@ -454,6 +614,10 @@ class SqliteStore:
             version = self._schema_version(connection)
             if version == SCHEMA_VERSION:
                 return
+            if version == 1:
+                self._create(connection, _SCHEMA_2)
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                return
             if version > SCHEMA_VERSION:
                 raise SqliteStoreError(
                     f"{self.path} was written by a newer wsgiprof (schema {version}; this one "
@@ -466,11 +630,15 @@ class SqliteStore:
                     f"{self.path} is an SQLite database that wsgiprof did not create; "
                     "point WSGIPROF_STORE at another file"
                 )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
+            self._create(connection, _SCHEMA + _SCHEMA_2)
             connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _create(connection: _Connection, schema: str) -> None:
+        for statement in schema.split(";"):
+            if statement.strip():
+                connection.execute(statement)
 
     def _schema_version(self, connection: _Connection) -> int:
         application = connection.execute("PRAGMA application_id").fetchone()[0]

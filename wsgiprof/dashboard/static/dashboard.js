@@ -87,7 +87,65 @@
     });
   }
 
+  // Runs page: save the current window under a label; delete a run (click twice).
+  function setupRuns() {
+    var form = document.getElementById('save-run');
+    var status = document.getElementById('run-status');
+    if (form && status) {
+      form.addEventListener('submit', function (event) {
+        event.preventDefault();
+        var label = document.getElementById('run-label').value.trim();
+        if (!label) return;
+        status.textContent = 'Saving…';
+        fetch(base + '/api/runs', {
+          method: 'POST', credentials: 'same-origin',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ label: label })
+        })
+          .then(function (response) {
+            return response.json().then(function (body) {
+              if (!response.ok) throw new Error(body.error || 'HTTP ' + response.status);
+              status.textContent = 'Saved as run ' + body.run.id + '; a new window started.';
+              window.setTimeout(function () { window.location.reload(); }, 400);
+            });
+          })
+          .catch(function (error) { status.textContent = 'Not saved: ' + error.message; });
+      });
+    }
+    Array.prototype.forEach.call(document.querySelectorAll('button.delete-run'), function (button) {
+      var armed = false;
+      button.addEventListener('click', function () {
+        if (!armed) {
+          armed = true;
+          button.textContent = 'Click again to delete';
+          window.setTimeout(function () { armed = false; button.textContent = 'Delete'; }, 5000);
+          return;
+        }
+        button.disabled = true;
+        fetch(base + '/api/runs/' + encodeURIComponent(button.getAttribute('data-id')), {
+          method: 'DELETE', credentials: 'same-origin'
+        })
+          .then(function (response) {
+            if (!response.ok) throw new Error('HTTP ' + response.status);
+            window.location.reload();
+          })
+          .catch(function (error) {
+            button.disabled = false;
+            button.textContent = 'Delete failed: ' + error.message;
+          });
+      });
+    });
+    var a = document.getElementById('diff-a');
+    var b = document.getElementById('diff-b');
+    // Preselect the two newest runs: the usual question is "did my last change help?".
+    if (a && b && a.options.length > 2) {
+      a.selectedIndex = a.options.length - 2;
+      b.selectedIndex = b.options.length - 1;
+    }
+  }
+
   window.wsgiprof = { sortTable: sortTable };
   Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), makeSortable);
   setupReset();
+  setupRuns();
 })();

@@ -2,6 +2,9 @@
  * Data: frames [[name, file, line, offCpu, kind]] and a call trie in flat arrays
  * (parent, frame, cpu, wall, samples), a parent before its children.
  * Only frames at least half a pixel wide are drawn, so the DOM stays small at any data size.
+ * A differential flamegraph (data with a "diff" field) has weights "a" and "b" (CPU per request
+ * before and after) instead of cpu and wall: widths follow the mode, colours the change.
+ * Offline reports define window.WSGIPROF_FLAME_DATA in a script file instead of a URL to fetch.
  * Every data-derived string goes into textContent or setAttribute, never into HTML. */
 (function () {
   'use strict';
@@ -77,6 +80,26 @@
     synthetic: [0, 0, 0, 80]
   };
 
+  // Differential colours: red where a frame costs more per request after, blue where less;
+  // the stronger the change (relative to the larger of the two), the deeper the colour.
+  function diffColour(node) {
+    var a = data.nodes.a[node];
+    var b = data.nodes.b[node];
+    var larger = Math.max(a, b);
+    var change = larger > 0 ? (b - a) / larger : 0;
+    if (Math.abs(change) < 0.05) return 'hsl(40,8%,82%)';
+    var depth = Math.min(Math.abs(change), 1);
+    return change > 0
+      ? 'hsl(0,' + (45 + 40 * depth).toFixed(0) + '%,' + (82 - 30 * depth).toFixed(0) + '%)'
+      : 'hsl(215,' + (45 + 40 * depth).toFixed(0) + '%,' + (82 - 30 * depth).toFixed(0) + '%)';
+  }
+
+  function changeText(a, b) {
+    if (a <= 0) return b > 0 ? 'new' : 'none';
+    var p = 100 * (b / a - 1);
+    return (p >= 0 ? '+' : '') + (Math.abs(p) >= 10 ? p.toFixed(0) : p.toFixed(1)) + '%';
+  }
+
   function colour(frame) {
     var p = PALETTE[frame[4]] || PALETTE.app;
     var h = hash(frame[0]);
@@ -141,8 +164,9 @@
     var frame = data.frames[frameOf[node]];
     var g = el('g', { 'class': 'frame', 'data-i': node });
     g.setAttribute('aria-label', label(frame));
+    if (data.diff) g.setAttribute('data-change', changeText(data.nodes.a[node], data.nodes.b[node]));
     if (matches) g.setAttribute('class', matches[frameOf[node]] ? 'frame match' : 'frame dim');
-    var fill = frame[3] ? 'url(#flame-hatch)' : colour(frame);
+    var fill = data.diff ? diffColour(node) : frame[3] ? 'url(#flame-hatch)' : colour(frame);
     g.appendChild(el('rect', {
       x: x.toFixed(2), y: depth * ROW, width: Math.max(w - 0.5, 0.5).toFixed(2),
       height: ROW - 1, fill: fill, rx: 1.5
@@ -220,6 +244,7 @@
 
   // Self and total time per frame (total counts each stack once, even under recursion).
   function functionTable() {
+    if (!functionsBody) return;
     var nf = data.frames.length;
     var self = new Float64Array(nf);
     var tot = new Float64Array(nf);
@@ -298,9 +323,10 @@
       if (matches[frameOf[i]] && !up) sum += values[i];
       covered[i] = up || matches[frameOf[i]];
     }
+    var measure = data.diff ? 'CPU per request' : (mode === 'cpu' ? 'CPU' : 'wall') + ' time';
     matchLine.textContent = names
       ? names + (names === 1 ? ' function matches: ' : ' functions match: ') +
-        formatPercent(sum, total) + ' of ' + (mode === 'cpu' ? 'CPU' : 'wall') + ' time (' + formatMs(sum) + ')'
+        formatPercent(sum, total) + ' of ' + measure + ' (' + formatMs(sum) + ')'
       : 'No match';
     matchLine.setAttribute('data-share', total ? String(sum / total) : '0');
     render();
@@ -312,6 +338,28 @@
     var childSum = 0;
     for (var c = childStart[node]; c < childStart[node + 1]; c++) childSum += values[childList[c]];
     var modeName = mode === 'cpu' ? 'CPU' : 'wall';
+    if (data.diff) {
+      var a = data.nodes.a[node];
+      var b = data.nodes.b[node];
+      var diffLines = [
+        [frame[0], 'tip-name'],
+        [frame[1] + (frame[1].charAt(0) === '<' ? '' : ':' + frame[2]), 'tip-file'],
+        ['Before (' + data.diff.a + '): ' + formatMs(a) + ' CPU per request', ''],
+        ['After (' + data.diff.b + '): ' + formatMs(b) + ' CPU per request', ''],
+        ['Change: ' + changeText(a, b), 'tip-change']
+      ];
+      tip.textContent = '';
+      diffLines.forEach(function (line) {
+        var div = document.createElement('div');
+        div.textContent = line[0];
+        if (line[1]) div.className = line[1];
+        tip.appendChild(div);
+      });
+      tip.hidden = false;
+      tip.style.left = Math.max(4, event.pageX + 14) + 'px';
+      tip.style.top = (event.pageY + 14) + 'px';
+      return;
+    }
     var lines = [
       [frame[0], 'tip-name'],
       [frame[1] + (frame[1].charAt(0) === '<' ? '' : ':' + frame[2]), 'tip-file'],
@@ -353,8 +401,11 @@
     render();
     functionTable();
     var extra = [];
-    if (json.omitted_stacks) extra.push(json.omitted_stacks + ' of ' + json.stacks + ' stacks are too light to draw on their own and are folded into [other stacks].');
-    extra.push(json.stacks + ' stacks from ' + json.sampled + ' profiled requests; frames narrower than half a pixel are hidden until you zoom in.');
+    if (json.diff) {
+      extra.push('Widths: CPU per request ' + (mode === 'a' ? 'before (' + json.diff.a + ')' : 'after (' + json.diff.b + ')') +
+        ', each endpoint per request of its own; colours: red grew, blue shrank.');
+    } else if (json.omitted_stacks) extra.push(json.omitted_stacks + ' of ' + json.stacks + ' stacks are too light to draw on their own and are folded into [other stacks].');
+    if (!json.diff) extra.push(json.stacks + ' stacks from ' + json.sampled + ' profiled requests; frames narrower than half a pixel are hidden until you zoom in.');
     note.textContent = extra.join(' ');
 
     container.addEventListener('click', function (event) {
@@ -393,6 +444,10 @@
     if (window.performance && performance.mark) performance.mark('wsgiprof-flame-ready');
   }
 
+  if (window.WSGIPROF_FLAME_DATA) {
+    start(window.WSGIPROF_FLAME_DATA);
+    return;
+  }
   fetch(container.getAttribute('data-src'), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
     .then(function (response) {
       if (!response.ok) throw new Error('HTTP ' + response.status);
