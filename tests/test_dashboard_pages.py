@@ -35,7 +35,7 @@ from tests.test_dashboard_api import (
 from wsgiprof.auth import LoginThrottle
 from wsgiprof.config import Config
 from wsgiprof.dashboard import Dashboard
-from wsgiprof.dashboard.flame import flame_data, frame_kind
+from wsgiprof.dashboard.flame import TINY, flame_data, frame_kind
 from wsgiprof.export import EXPORTERS, FORMATS
 from wsgiprof.model import OVERFLOW, EndpointProfile, Frame, Weight, merge_profiles
 from wsgiprof.stores.base import Snapshot
@@ -374,3 +374,32 @@ def test_pages_and_json_carry_security_headers(client: Client) -> None:
 def test_json_is_valid_for_strict_parsers(client: Client) -> None:
     body = call(client, "/api/flame.json", headers=BEARER).get_data(as_text=True)
     json.loads(body, parse_constant=lambda name: pytest.fail(f"non-standard constant {name}"))
+
+
+def test_flame_data_merges_paths_too_narrow_to_draw() -> None:
+    handler = Frame("handler", "/srv/app/views.py", 1)
+    heavy = Frame("heavy", "/srv/app/views.py", 10)
+    profile = EndpointProfile("GET /x")
+    profile.stacks[(handler, heavy)] = Weight(100, 1.0, 1.0)
+    for i in range(500):
+        leaf = Frame(f"tiny_{i}", "/srv/app/views.py", 100 + i)
+        profile.stacks[(handler, leaf)] = Weight(1, 1e-6, 1e-6)
+    data = flame_data([profile], name="GET /x")
+    nodes, frames = data["nodes"], data["frames"]
+    names = [frames[f][0] for f in nodes["frame"]]
+    assert names == ["handler", "heavy", TINY.function]
+    assert data["pruned_nodes"] == 499
+    assert nodes["cpu"][2] == 500  # microseconds: nothing lost
+    assert nodes["cpu"][0] == nodes["cpu"][1] + nodes["cpu"][2] == data["totals"]["cpu"]
+    assert nodes["parent"] == [-1, 0, 0]
+
+
+def test_flame_data_keeps_every_path_without_a_minimum() -> None:
+    handler = Frame("handler", "/srv/app/views.py", 1)
+    profile = EndpointProfile("GET /x")
+    profile.stacks[(handler,)] = Weight(100, 1.0, 1.0)
+    for i in range(50):
+        profile.stacks[(handler, Frame(f"t{i}", "/srv/a.py", i))] = Weight(1, 1e-6, 1e-6)
+    data = flame_data([profile], name="GET /x", min_fraction=0.0)
+    assert len(data["nodes"]["parent"]) == 51
+    assert data["pruned_nodes"] == 0

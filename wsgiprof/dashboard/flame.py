@@ -44,6 +44,13 @@ ENDPOINT_FILE = "<endpoint>"
 MAX_STACKS = 50_000
 """Most stacks one flamegraph draws in detail; beyond that the lightest are folded together."""
 
+MIN_FRACTION = 1e-4
+"""Call paths lighter than this fraction of the total, in both CPU and wall, are merged into one
+``[tiny frames]`` node under their parent: at 1,280 pixels they would be a tenth of a pixel wide
+(flamegraph.pl's default ``--minwidth``). Downloads always keep every stack."""
+
+TINY = Frame("[tiny frames]", SYNTHETIC_FILE, 0)
+
 _US = 1_000_000
 
 
@@ -127,6 +134,7 @@ def flame_data(
     name: str,
     by_endpoint: bool = False,
     max_stacks: int = MAX_STACKS,
+    min_fraction: float = MIN_FRACTION,
 ) -> dict[str, Any]:
     """The flamegraph JSON of one endpoint, or of several under one root frame per endpoint
     (``by_endpoint=True``, the all-endpoints view)."""
@@ -183,6 +191,14 @@ def flame_data(
             samples_of[child] += samples
             node = child
             kids = children[child]
+    trie = {
+        "parent": parent,
+        "frame": frame_of,
+        "cpu": cpu_of,
+        "wall": wall_of,
+        "samples": samples_of,
+    }
+    nodes = _prune(trie, min_fraction, frame_index, frames)
     return {
         "name": name,
         "unit": "us",
@@ -194,12 +210,53 @@ def flame_data(
         "sampled": sum(p.sampled for p in profiles),
         "stacks": stack_count,
         "omitted_stacks": omitted,
+        "pruned_nodes": len(parent) - len(nodes["parent"]),
         "frames": frames,
-        "nodes": {
-            "parent": parent,
-            "frame": frame_of,
-            "cpu": cpu_of,
-            "wall": wall_of,
-            "samples": samples_of,
-        },
+        "nodes": nodes,
     }
+
+
+def _prune(
+    trie: dict[str, list[int]],
+    min_fraction: float,
+    frame_index: dict[Frame, int],
+    frames: list[list[Any]],
+) -> dict[str, list[int]]:
+    """The trie without call paths lighter than ``min_fraction`` of the total in both CPU and
+    wall: each parent's light children become one ``[tiny frames]`` child carrying their sum, so
+    every node's inclusive and self weights stay exact."""
+    parent, frame_of, samples_of = trie["parent"], trie["frame"], trie["samples"]
+    cpu_of, wall_of = trie["cpu"], trie["wall"]
+    roots = [i for i, p in enumerate(parent) if p < 0]
+    min_cpu = min_fraction * sum(cpu_of[i] for i in roots)
+    min_wall = min_fraction * sum(wall_of[i] for i in roots)
+    new_index = [-1] * len(parent)
+    out: dict[str, list[int]] = {k: [] for k in ("parent", "frame", "cpu", "wall", "samples")}
+    tiny: dict[int, list[int]] = {}
+    for i, p in enumerate(parent):
+        if p >= 0 and new_index[p] < 0:
+            continue  # under a pruned node: its weight is already in that node's sum
+        if cpu_of[i] < min_cpu and wall_of[i] < min_wall:
+            sums = tiny.setdefault(new_index[p] if p >= 0 else -1, [0, 0, 0])
+            sums[0] += cpu_of[i]
+            sums[1] += wall_of[i]
+            sums[2] += samples_of[i]
+            continue
+        new_index[i] = len(out["parent"])
+        out["parent"].append(new_index[p] if p >= 0 else -1)
+        out["frame"].append(frame_of[i])
+        out["cpu"].append(cpu_of[i])
+        out["wall"].append(wall_of[i])
+        out["samples"].append(samples_of[i])
+    if tiny:
+        fi = frame_index.get(TINY)
+        if fi is None:
+            fi = frame_index[TINY] = len(frames)
+            frames.append([TINY.function, TINY.file, TINY.line, 0, frame_kind(TINY.file)])
+        for owner, (cpu, wall, samples) in sorted(tiny.items()):
+            out["parent"].append(owner)
+            out["frame"].append(fi)
+            out["cpu"].append(cpu)
+            out["wall"].append(wall)
+            out["samples"].append(samples)
+    return out
