@@ -146,8 +146,8 @@ def test_profiled_request_is_aggregated_under_its_endpoint() -> None:
         return [b"done"]
 
     middleware = ProfilerMiddleware(app, config=ALWAYS)
-    response = Client(LintMiddleware(middleware)).get("/items/7")
-    assert response.get_data() == b"done"
+    with Client(LintMiddleware(middleware)).get("/items/7") as response:
+        assert response.get_data() == b"done"
     profile = endpoints(middleware)["GET /items/{int}"]
     assert (profile.requests, profile.sampled, profile.errors) == (1, 1, 0)
     assert "burn" in functions(profile)
