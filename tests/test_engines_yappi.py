@@ -37,6 +37,10 @@ from wsgiprof.summary import build_summary
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+FORK_WITH_THREADS = pytest.mark.filterwarnings(
+    # What a pre-fork server does, on purpose: fork while other threads run (Python 3.12+ warns).
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
 YAPPI = Config(
     enabled=True, sample_rate=1.0, store="memory", engine="yappi", yappi_window=0.2, token=None
 )
@@ -343,6 +347,7 @@ def assert_ticks_counted(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@FORK_WITH_THREADS
 def test_a_forked_worker_profiles_and_the_master_never_traced() -> None:
     middleware = ProfilerMiddleware(ticking_app, config=YAPPI)
     try:
@@ -357,6 +362,7 @@ def test_a_forked_worker_profiles_and_the_master_never_traced() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@FORK_WITH_THREADS
 def test_forking_repeatedly_while_a_thread_is_traced_never_hangs_a_child() -> None:
     middleware = ProfilerMiddleware(ticking_app, config=YAPPI.replace(yappi_window=0.02))
     client = Client(middleware)

@@ -125,7 +125,7 @@ class PyinstrumentEngine:
         self._stacks: dict[tuple[Entry, tuple[str, ...]], Stack] = {}
 
     def start(self) -> PyinstrumentProfile:
-        if sys.getprofile() is not None:
+        if sys.getprofile() is not None or _monitoring_profiler_active():
             raise EngineUnavailableError("another profiler is active on this thread")
         sampler = get_stack_sampler()
         if sampler.subscribers:
@@ -200,6 +200,14 @@ class PyinstrumentEngine:
             self._stacks.clear()
         self._stacks[key] = stack
         return stack
+
+
+def _monitoring_profiler_active() -> bool:
+    """True when a profiler such as cProfile holds ``sys.monitoring``'s profiler slot (Python
+    3.12+, where cProfile no longer shows in ``sys.getprofile()``): both would run on every call
+    and the profile would measure the other profiler."""
+    monitoring: Any = getattr(sys, "monitoring", None)
+    return monitoring is not None and monitoring.get_tool(monitoring.PROFILER_ID) is not None
 
 
 def _blocked_unseen(elapsed: float, cpu: float, interval: float) -> bool:
