@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -70,6 +70,7 @@ __all__ = [
     "redis_server",
     "server_process",
     "threaded_server",
+    "unavailable",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,14 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
 #: Upper bounds for :func:`load`, so that a typo cannot turn a test into a load test.
 MAX_LOAD_REQUESTS = 20_000
 MAX_LOAD_CONCURRENCY = 64
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose tool or server is missing, except under ``CI``, where a silent skip
+    would hide a missing install step: there it fails."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: not skipping)", pytrace=False)
+    pytest.skip(reason)
 
 
 def in_ci() -> bool:
@@ -689,9 +698,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     try:
         cluster = PostgresCluster()
     except PostgresUnavailableError as exc:
-        if in_ci():
-            pytest.fail(f"{exc} (CI is set: not skipping)", pytrace=False)
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     try:
         cluster.start()
     except BaseException:
@@ -851,9 +858,7 @@ def redis_server() -> Iterator[RedisServer]:
     try:
         server = RedisServer()
     except RedisUnavailableError as exc:
-        if in_ci():
-            pytest.fail(f"{exc} (CI is set: not skipping)", pytrace=False)
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     try:
         server.start()
     except BaseException:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from flask import Flask
 
-from tests.servers import REPO_ROOT, ThreadedServer, in_ci, load
+from tests.servers import REPO_ROOT, ThreadedServer, load, unavailable
 from wsgiprof import ProfilerMiddleware
 from wsgiprof.config import Config
 from wsgiprof.dashboard import Dashboard
@@ -50,20 +50,14 @@ EVIL_PATH = "/<img src=x onerror=alert(1)>"
 EVIL_FUNCTION = "evil<&\"'>"
 
 
-def _skip_or_fail(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"{reason} (CI is set: not skipping)", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _skip_or_fail("playwright is not installed")
+        unavailable("playwright is not installed")
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        _skip_or_fail(f"chromium not found at {CHROMIUM}")
+        unavailable(f"chromium not found at {CHROMIUM}")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import REPO_ROOT
+from tests.servers import REPO_ROOT, unavailable
 
 pytestmark = [pytest.mark.server]
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.server]
 def test_demo_quick_tells_the_story(tmp_path: Path) -> None:
     # Looked up, never imported: importing locust monkey-patches threads with gevent.
     if importlib.util.find_spec("locust") is None:
-        pytest.skip("locust is not installed (it is in the demo dependency group)")
+        unavailable("locust is not installed (it is in the demo dependency group)")
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "examples.flask_app.demo", "--quick", "--out", str(out)],

@@ -10,8 +10,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
+from tests.servers import unavailable
 from wsgiprof.export import get_exporter
 from wsgiprof.export.pprof import PprofExporter, varint
 from wsgiprof.model import EndpointProfile, Frame, Weight
@@ -220,7 +219,7 @@ def test_output_is_deterministic() -> None:
 def go_pprof(tmp_path: Path, profile: bytes, *args: str) -> str:
     go = shutil.which("go")
     if go is None:
-        pytest.skip("go is not installed")
+        unavailable("go is not installed (Debian's golang-go)")
     path = tmp_path / "profile.pb.gz"
     path.write_bytes(profile)
     env = dict(
