@@ -13,14 +13,18 @@ profiled request, for ``requests.csv``), at most :data:`REQUEST_ROWS_PER_PROCESS
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from wsgiprof.model import EndpointProfile
+
+_log = logging.getLogger("wsgiprof")
 
 
 @dataclass(slots=True)
@@ -259,3 +263,13 @@ class Store(Protocol):
 
     def read_requests(self) -> list[RequestRow]:
         """The request rows of the current window over every process, oldest first."""
+
+
+def warn_once(lock: threading.Lock, warned: set[str], key: str, message: str, *args: Any) -> None:
+    """Log a store failure the first time ``key`` fails in this process (``warned`` holds the keys
+    already logged); later failures of the same kind are counted by the caller, not logged."""
+    with lock:
+        if key in warned:
+            return
+        warned.add(key)
+    _log.warning(message + " (further such failures are not logged)", *args)

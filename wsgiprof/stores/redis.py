@@ -29,14 +29,12 @@ back to what this process knows.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -54,6 +52,7 @@ from wsgiprof.stores.base import (
     Snapshot,
     UnknownRunError,
     check_label,
+    warn_once,
 )
 from wsgiprof.stores.codec import (
     CodecError,
@@ -75,7 +74,6 @@ DEFAULT_COMPACT_AFTER = 64
 DEFAULT_RETRY_AFTER = 3.0
 _WRITER_COMPACT_FACTOR = 4
 
-_log = logging.getLogger("wsgiprof")
 
 # KEYS: window, deltas, compactions. ARGV: window id, compactions seen, payloads merged, merged
 # payload, ttl. Refused (0) when a reset or another compaction came first: the head of the list
@@ -245,8 +243,13 @@ class RedisStore:
                     state.lost_pending += 1
                 if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
                     state.retry_at = time.monotonic() + self.retry_after
-            self._warn_once(
-                state, "flush", "wsgiprof: a flush to %s was lost: %s", _safe(self.url), exc
+            warn_once(
+                state.lock,
+                state.warned,
+                "flush",
+                "wsgiprof: a flush to %s was lost: %s",
+                _safe(self.url),
+                exc,
             )
             return
         with state.lock:
@@ -256,7 +259,9 @@ class RedisStore:
             try:
                 self._load(state, compact=True)
             except (RedisError, CodecError) as exc:
-                self._warn_once(state, "compact", "wsgiprof: compaction failed: %s", exc)
+                warn_once(
+                    state.lock, state.warned, "compact", "wsgiprof: compaction failed: %s", exc
+                )
 
     def read(self) -> Snapshot:
         """The current window merged over every process that flushed into it; an empty window
@@ -265,7 +270,14 @@ class RedisStore:
         try:
             loaded = self._load(state, compact=True)
         except RedisError as exc:
-            self._warn_once(state, "read", "wsgiprof: cannot read %s: %s", _safe(self.url), exc)
+            warn_once(
+                state.lock,
+                state.warned,
+                "read",
+                "wsgiprof: cannot read %s: %s",
+                _safe(self.url),
+                exc,
+            )
             with state.lock:
                 window, lost = state.window, state.lost_pending
             loaded = _Loaded(window, {}, [], 0, b"0", 0, 0)
@@ -396,14 +408,16 @@ class RedisStore:
                 merger.add(payload)
             except CodecError as exc:
                 undecodable += 1
-                self._warn_once(state, "decode", "wsgiprof: skipped a delta: %s", exc)
+                warn_once(state.lock, state.warned, "decode", "wsgiprof: skipped a delta: %s", exc)
         endpoints = merger.result()
         readings: list[ProcessInfo] = []
         for info in process_values.values():
             try:
                 readings.append(process_from_dict(json.loads(info)))
             except (CodecError, ValueError, TypeError) as exc:
-                self._warn_once(state, "process", "wsgiprof: skipped a process: %s", exc)
+                warn_once(
+                    state.lock, state.warned, "process", "wsgiprof: skipped a process: %s", exc
+                )
         readings.sort(key=lambda reading: (reading.host, reading.pid))
         loaded = _Loaded(
             window,
@@ -507,7 +521,7 @@ class RedisStore:
             try:
                 runs.append(RunInfo.from_dict({**json.loads(info), "id": _text(run_id)}))
             except ValueError as exc:
-                self._warn_once(state, "run", "wsgiprof: skipped a saved run: %s", exc)
+                warn_once(state.lock, state.warned, "run", "wsgiprof: skipped a saved run: %s", exc)
         return sorted(runs, key=lambda run: int(run.id) if run.id.isdigit() else 0)
 
     def load_run(self, run_id: str) -> Snapshot:
@@ -552,7 +566,7 @@ class RedisStore:
             pipe.eval(_TRIM_ROWS_SCRIPT, 2, key, processes, REQUEST_ROWS_PER_PROCESS, self.ttl)
             pipe.execute()
         except Exception as exc:
-            self._warn_once(state, "rows", "wsgiprof: request rows were lost: %s", exc)
+            warn_once(state.lock, state.warned, "rows", "wsgiprof: request rows were lost: %s", exc)
 
     def read_requests(self) -> list[RequestRow]:
         """The request rows of the current window, oldest first (none when Redis cannot be
@@ -564,7 +578,14 @@ class RedisStore:
                 return []
             texts = state.client.lrange(self._requests_key(window.id), 0, -1)
         except RedisError as exc:
-            self._warn_once(state, "read", "wsgiprof: cannot read %s: %s", _safe(self.url), exc)
+            warn_once(
+                state.lock,
+                state.warned,
+                "read",
+                "wsgiprof: cannot read %s: %s",
+                _safe(self.url),
+                exc,
+            )
             return []
         return sorted(decode_rows(texts), key=lambda row: row.timestamp)
 
@@ -591,13 +612,6 @@ class RedisStore:
                 _INHERITED.append(state)
                 state = self._state_now = self._new_state()
             return state
-
-    def _warn_once(self, state: _ProcessState, key: str, message: str, *args: Any) -> None:
-        with state.lock:
-            if key in state.warned:
-                return
-            state.warned.add(key)
-        _log.warning(message + " (further such failures are not logged)", *args)
 
 
 def _text(value: bytes | str) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 import threading
@@ -31,7 +30,6 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from wsgiprof.model import EndpointProfile
 from wsgiprof.stores.base import (
@@ -44,6 +42,7 @@ from wsgiprof.stores.base import (
     Snapshot,
     UnknownRunError,
     check_label,
+    warn_once,
 )
 from wsgiprof.stores.codec import (
     CodecError,
@@ -66,7 +65,6 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 DEFAULT_COMPACT_AFTER = 64
 _WRITER_COMPACT_FACTOR = 4
 
-_log = logging.getLogger("wsgiprof")
 
 _SCHEMA = """
 CREATE TABLE windows (
@@ -239,7 +237,14 @@ class SqliteStore:
                 with state.lock:
                     state.lost_pending += 1
             self._drop_connection(state)
-            self._warn_once(state, "flush", "wsgiprof: a flush to %s was lost: %s", self.path, exc)
+            warn_once(
+                state.lock,
+                state.warned,
+                "flush",
+                "wsgiprof: a flush to %s was lost: %s",
+                self.path,
+                exc,
+            )
             return
         with state.lock:
             state.lost_pending -= lost
@@ -249,7 +254,9 @@ class SqliteStore:
                 self._load(connection, compact=True)
             except (sqlite3.Error, CodecError) as exc:
                 self._drop_connection(state)
-                self._warn_once(state, "compact", "wsgiprof: compaction failed: %s", exc)
+                warn_once(
+                    state.lock, state.warned, "compact", "wsgiprof: compaction failed: %s", exc
+                )
 
     def read(self) -> Snapshot:
         """The current window merged over every process that flushed into it."""
@@ -389,14 +396,18 @@ class SqliteStore:
                 merger.add(payload)
             except CodecError as exc:
                 undecodable += 1
-                self._warn_once(self._state(), "decode", "wsgiprof: skipped a delta: %s", exc)
+                state = self._state()
+                warn_once(state.lock, state.warned, "decode", "wsgiprof: skipped a delta: %s", exc)
         endpoints = merger.result()
         processes: list[ProcessInfo] = []
         for (info,) in process_rows:
             try:
                 processes.append(process_from_dict(json.loads(info)))
             except (CodecError, ValueError, TypeError) as exc:
-                self._warn_once(self._state(), "process", "wsgiprof: skipped a process: %s", exc)
+                state = self._state()
+                warn_once(
+                    state.lock, state.warned, "process", "wsgiprof: skipped a process: %s", exc
+                )
         last_row = rows[-1][0] if rows else 0
         return _Loaded(window, endpoints, processes, len(rows), last_row, lost, undecodable)
 
@@ -496,7 +507,8 @@ class SqliteStore:
             try:
                 runs.append(RunInfo.from_dict({**json.loads(info), "id": str(run_id)}))
             except ValueError as exc:
-                self._warn_once(self._state(), "run", "wsgiprof: skipped a saved run: %s", exc)
+                state = self._state()
+                warn_once(state.lock, state.warned, "run", "wsgiprof: skipped a saved run: %s", exc)
         return runs
 
     def load_run(self, run_id: str) -> Snapshot:
@@ -550,7 +562,7 @@ class SqliteStore:
                     )
         except Exception as exc:
             self._drop_connection(state)
-            self._warn_once(state, "rows", "wsgiprof: request rows were lost: %s", exc)
+            warn_once(state.lock, state.warned, "rows", "wsgiprof: request rows were lost: %s", exc)
 
     def read_requests(self) -> list[RequestRow]:
         """The request rows of the current window, oldest first."""
@@ -686,13 +698,6 @@ class SqliteStore:
         if connection is not None:
             with contextlib.suppress(sqlite3.Error):
                 connection.close()
-
-    def _warn_once(self, state: _ProcessState, key: str, message: str, *args: Any) -> None:
-        with state.lock:
-            if key in state.warned:
-                return
-            state.warned.add(key)
-        _log.warning(message + " (further such failures are not logged)", *args)
 
 
 class _Immediate:
