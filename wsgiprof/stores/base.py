@@ -216,12 +216,17 @@ class Snapshot:
 
     def merge_delta(self, delta: Mapping[str, EndpointProfile]) -> None:
         """Add a process's unflushed delta to this snapshot (a private copy)."""
-        for name, profile in delta.items():
-            current = self.endpoints.get(name)
-            if current is None:
-                self.endpoints[name] = profile.copy()
-            else:
-                current.merge(profile)
+        merge_into(self.endpoints, delta)
+
+
+def merge_into(endpoints: dict[str, EndpointProfile], delta: Mapping[str, EndpointProfile]) -> None:
+    """Add ``delta`` to ``endpoints`` by name; profiles of ``delta`` are copied, never shared."""
+    for name, profile in delta.items():
+        current = endpoints.get(name)
+        if current is None:
+            endpoints[name] = profile.copy()
+        else:
+            current.merge(profile)
 
 
 class Store(Protocol):

@@ -26,6 +26,7 @@ from wsgiprof.stores.base import (
     Snapshot,
     UnknownRunError,
     check_label,
+    merge_into,
 )
 from wsgiprof.stores.runs import decode_run, encode_run
 
@@ -41,12 +42,7 @@ class MemoryStore:
 
     def flush(self, delta: Mapping[str, EndpointProfile], process: ProcessInfo) -> None:
         with self._lock:
-            for name, profile in delta.items():
-                current = self._endpoints.get(name)
-                if current is None:
-                    self._endpoints[name] = profile.copy()
-                else:
-                    current.merge(profile)
+            merge_into(self._endpoints, delta)
             self._processes[process.key] = process
 
     def read(self) -> Snapshot:
