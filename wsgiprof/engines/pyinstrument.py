@@ -10,6 +10,22 @@ is what the thread really consumed during that sample's interval. The CPU weight
 up to its measured thread CPU time, waits invisible to the profiler (a C extension blocking without
 a frame) get the little CPU they used, and GIL contention shows as wall time, not CPU.
 
+Safety. pyinstrument's profile function is never installed, changed or removed from inside its
+own callback, nor from anything a garbage-collection pass can run: on CPython 3.11 the profile
+hook holds its state without a reference while it allocates a frame object, that allocation can
+start a GC pass whose finalizers run Python code with profiling on, and replacing the state there
+frees it under the hook (a segfault). So the interval never changes during a request, a profile
+stopped on another thread (or by a finalizer during a GC pass) stays subscribed, ignoring its
+samples, until the next :meth:`PyinstrumentEngine.start` on its thread removes it, and only
+pyinstrument's public ``StackSampler.subscribe``/``unsubscribe`` are used.
+
+Random phase. The first sample of a request falls at a uniformly random point of its first
+interval, so requests shorter than the interval are sampled in proportion to their duration: every
+profiled thread samples on the ticks of pyinstrument's timing thread, and a keeper thread holds a
+timing subscription open while profiled requests keep coming, so the ticks run on a grid that does
+not depend on when a request starts. That costs one timing thread waking every interval (about 2%
+of a core at 1 ms on a 2-core VM) while requests are being profiled, and nothing once they stop.
+
 Example::
 
     engine = PyinstrumentEngine(interval=0.001)
@@ -22,16 +38,17 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
-from pyinstrument.stack_sampler import get_stack_sampler
+from pyinstrument.stack_sampler import StackSampler, get_stack_sampler
 
 import wsgiprof
 from wsgiprof.engines.base import Capture, EngineUnavailableError
@@ -101,7 +118,6 @@ Entry = tuple[str, int, int]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(wsgiprof.__file__)) + os.sep
 _CACHE_LIMIT = 50_000
-_MIN_PHASE = 2e-5
 _OUTSIDE: Stack = (OUTSIDE_APP,)
 _UNSAMPLED: Stack = (UNSAMPLED,)
 _SEP = "\x00"
@@ -112,22 +128,33 @@ class PyinstrumentEngine:
     """Profiles one request at a time per thread with pyinstrument's stack sampler.
 
     ``interval`` is the minimum wall time between samples. ``off_cpu_functions`` adds names to
-    :data:`BLOCKING_BUILTINS`.
+    :data:`BLOCKING_BUILTINS`. ``linger`` is how long the :class:`SampleGrid` keeper thread
+    outlives the last profiled request.
     """
 
     name = "pyinstrument"
 
-    def __init__(self, *, interval: float = 0.001, off_cpu_functions: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float = 0.001,
+        off_cpu_functions: Iterable[str] = (),
+        linger: float = 0.5,
+    ) -> None:
         self.interval = interval
         self._extra_off_cpu = frozenset(off_cpu_functions)
-        self._random = random.Random().random
         self._frames: dict[str, tuple[Frame, bool]] = {}
         self._stacks: dict[tuple[Entry, tuple[str, ...]], Stack] = {}
+        self.sample_grid = SampleGrid(interval, linger=linger)
+        _GC_WATCH.acquire()
+        self._closed = False
 
     def start(self) -> PyinstrumentProfile:
+        sampler = get_stack_sampler()
+        if sampler.subscribers:
+            release_stale(sampler)
         if sys.getprofile() is not None or _monitoring_profiler_active():
             raise EngineUnavailableError("another profiler is active on this thread")
-        sampler = get_stack_sampler()
         if sampler.subscribers:
             raise EngineUnavailableError(
                 "a pyinstrument profiler is already running on this thread"
@@ -139,17 +166,26 @@ class PyinstrumentEngine:
             depth += 1
             frame = frame.f_back
         entry = (caller.f_code.co_filename, caller.f_code.co_firstlineno, depth)
+        self.sample_grid.begin()
         profile = PyinstrumentProfile(self, entry)
-        # The first sample comes after a random fraction of the interval, so requests shorter
-        # than the interval are sampled in proportion to their duration instead of never.
-        phase = max(self._random() * self.interval, _MIN_PHASE)
         try:
-            sampler.subscribe(profile.on_sample, desired_interval=phase, use_async_context=False)
+            sampler.subscribe(
+                profile.on_sample,
+                desired_interval=self.interval,
+                use_timing_thread=True,
+                use_async_context=False,
+            )
         except (RuntimeError, ValueError) as exc:
+            self.sample_grid.end()
             raise EngineUnavailableError(str(exc)) from exc
         return profile
 
     def close(self) -> None:
+        """Stop the keeper thread and forget cached frames. Profiles still running end normally."""
+        self.sample_grid.close()
+        if not self._closed:
+            self._closed = True
+            _GC_WATCH.release()
         self._frames.clear()
         self._stacks.clear()
 
@@ -217,11 +253,143 @@ def _blocked_unseen(elapsed: float, cpu: float, interval: float) -> bool:
     return elapsed >= 2 * interval and cpu < 0.5 * elapsed and cpu <= 1.5 * interval
 
 
+def release_stale(sampler: StackSampler) -> None:
+    """Unsubscribe this thread's profiles that were stopped without removing their hook (stopped
+    on another thread, or by a finalizer during a GC pass). Call only at a safe point: never from
+    a profiler callback or a finalizer."""
+    for subscriber in list(sampler.subscribers):
+        owner = getattr(subscriber.target, "__self__", None)
+        if isinstance(owner, PyinstrumentProfile) and owner.stopped:
+            with contextlib.suppress(StackSampler.SubscriberNotFound):
+                sampler.unsubscribe(subscriber.target)
+
+
+class _GcWatch:
+    """Knows which threads are inside a garbage-collection pass, from ``gc.callbacks``.
+
+    A profile stopped by a finalizer during a GC pass must leave pyinstrument's hook in place (see
+    the module docstring); this tells :meth:`PyinstrumentProfile.stop` when that is the case.
+    """
+
+    def __init__(self) -> None:
+        self._threads: set[int] = set()
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                gc.callbacks.append(self._on_gc)
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                with contextlib.suppress(ValueError):
+                    gc.callbacks.remove(self._on_gc)
+                self._threads.clear()
+
+    def collecting_here(self) -> bool:
+        return threading.get_ident() in self._threads
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._threads.add(threading.get_ident())
+        else:
+            self._threads.discard(threading.get_ident())
+
+
+_GC_WATCH = _GcWatch()
+
+
+class SampleGrid:
+    """Keeps pyinstrument's timing thread ticking every ``interval`` while requests are profiled.
+
+    Every profiled request samples on those ticks (``use_timing_thread``), so its first sample
+    comes at a uniformly random point of its first interval. The ticks only run while some
+    subscription to the timing thread exists, and one made afresh would start the grid at that
+    request's start; so a keeper thread holds one open from the first profiled request until no
+    profiled request has run for ``linger`` seconds. In a forked child the keeper starts anew.
+    """
+
+    def __init__(self, interval: float, *, linger: float = 0.5) -> None:
+        self.interval = interval
+        self.linger = linger
+        self._lock = threading.Lock()
+        self._active = 0
+        self._last_end = 0.0
+        self._keeper: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pid = os.getpid()
+
+    @property
+    def running(self) -> bool:
+        """Whether the keeper thread of this process is alive."""
+        keeper = self._keeper
+        return keeper is not None and self._pid == os.getpid() and keeper.is_alive()
+
+    def begin(self) -> None:
+        """A profiled request starts: make sure the keeper runs."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._keeper = None
+                self._active = 0
+                self._stop = threading.Event()
+            self._active += 1
+            if self._keeper is None:
+                self._stop.clear()
+                self._keeper = threading.Thread(
+                    target=self._keep, name="wsgiprof-sample-grid", daemon=True
+                )
+                self._keeper.start()
+
+    def end(self) -> None:
+        """A profiled request ended."""
+        with self._lock:
+            self._active = max(self._active - 1, 0)
+            self._last_end = time.monotonic()
+
+    def close(self) -> None:
+        """Stop the keeper thread (if this process started it) and wait for it."""
+        with self._lock:
+            keeper = self._keeper if self._pid == os.getpid() else None
+            self._keeper = None
+            self._stop.set()
+        if keeper is not None and keeper is not threading.current_thread():
+            keeper.join()
+
+    def _idle(self) -> bool:
+        return self._active == 0 and time.monotonic() - self._last_end >= self.linger
+
+    def _keep(self) -> None:
+        sampler = get_stack_sampler()
+        stop = self._stop
+        sampler.subscribe(
+            _ignore_sample,
+            desired_interval=self.interval,
+            use_timing_thread=True,
+            use_async_context=False,
+        )
+        try:
+            while not stop.wait(self.linger / 2):
+                with self._lock:
+                    if self._idle() and self._keeper is threading.current_thread():
+                        self._keeper = None
+                        break
+        finally:
+            sampler.unsubscribe(_ignore_sample)
+
+
+def _ignore_sample(_call_stack: list[str], _elapsed: float, _async_state: Any) -> None:
+    """The keeper thread's subscriber: its samples are not wanted, only its timing subscription."""
+
+
 class PyinstrumentProfile:
     """One request's sampling session; see :class:`PyinstrumentEngine`."""
 
     __slots__ = (
-        "_abandoned",
         "_cpu_start",
         "_engine",
         "_entry",
@@ -234,41 +402,37 @@ class PyinstrumentProfile:
     def __init__(self, engine: PyinstrumentEngine, entry: Entry) -> None:
         self._engine = engine
         self._entry = entry
-        self._abandoned = False
         self._records: list[tuple[list[str], float, float]] = []
         self._thread = threading.get_ident()
         self._stopped = False
         self._wall_start = time.perf_counter()
         self._cpu_start = time.thread_time()
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` has run (the subscription may outlive it; see the module)."""
+        return self._stopped
+
     def on_sample(self, call_stack: list[str], elapsed: float, _async_state: Any) -> None:
-        """pyinstrument's subscriber callback: runs on the profiled thread at each sample."""
-        if self._abandoned:
-            # stop() ran on another thread; only this thread can remove its own hook.
-            self._abandoned = False
-            get_stack_sampler().unsubscribe(self.on_sample)
-            return
-        if self._stopped:
-            return
-        self._records.append((call_stack, elapsed, time.thread_time()))
-        if len(self._records) == 1:
-            sampler = get_stack_sampler()
-            for subscriber in sampler.subscribers:
-                if subscriber.target == self.on_sample:
-                    subscriber.desired_interval = self._engine.interval
-            # pyinstrument applies a changed interval in StackSampler._update (unannotated).
-            cast("Callable[[], None]", sampler._update)()
+        """pyinstrument's subscriber callback: runs on the profiled thread at each sample.
+
+        It only records: changing the profiler from here can free it under the hook."""
+        if not self._stopped:
+            self._records.append((call_stack, elapsed, time.thread_time()))
 
     def stop(self) -> Capture | None:
         if self._stopped:
             return None
         self._stopped = True
+        self._engine.sample_grid.end()
         if threading.get_ident() != self._thread:
-            self._abandoned = True
+            # Only the profiled thread can remove its hook: its next start() does.
+            self._records = []
             return None
         cpu_end = time.thread_time()
         wall_end = time.perf_counter()
-        get_stack_sampler().unsubscribe(self.on_sample)
+        if not _GC_WATCH.collecting_here():
+            get_stack_sampler().unsubscribe(self.on_sample)
         return self._capture(cpu_end - self._cpu_start, wall_end - self._wall_start)
 
     def _capture(self, cpu_total: float, wall_total: float) -> Capture:
@@ -283,6 +447,7 @@ class PyinstrumentProfile:
         interval = self._engine.interval
         cpu_before = self._cpu_start
         wall_sum = 0.0
+        after_wait = False
         previous: Weight | None = None
         previous_rate = 1.0
         for call_stack, elapsed, cpu_now in self._records:
@@ -293,6 +458,7 @@ class PyinstrumentProfile:
             weight.samples += 1
             weight.wall += elapsed
             cpu = cpu_now - cpu_before
+            blocked = False
             if stack[-1].off_cpu:
                 # A blocking call burns no CPU: what the thread used in this interval ran before
                 # the call began, in the code of the previous sample or else in the caller.
@@ -301,14 +467,18 @@ class PyinstrumentProfile:
                 cpu = 0.0
             elif previous is not None and _blocked_unseen(elapsed, cpu, interval):
                 # No event for a while, mostly off CPU and little CPU in all: the thread blocked
-                # where the profiler cannot see (a C extension waiting on the network). The code
-                # before the block ran for less than one interval after the previous sample:
-                # half an interval on average, at the previous sample's CPU rate.
-                moved = min(cpu, 0.5 * interval * previous_rate)
+                # where the profiler cannot see (a C extension waiting on the network). This
+                # sample was not taken at a random time but at the first event after the wait,
+                # so the CPU it measured ran before the wait, in the code that was running at
+                # the previous sample, up to one interval at that code's CPU rate; only CPU
+                # beyond that (a C call computing between its waits) stays with this line.
+                moved = min(cpu, interval * previous_rate)
                 previous.cpu += moved
                 cpu -= moved
+                blocked = True
             weight.cpu += cpu
             previous_rate = min(1.0, (cpu_now - cpu_before) / elapsed) if elapsed > 0 else 1.0
+            after_wait = stack[-1].off_cpu or blocked
             if stack[-1].off_cpu:
                 weight = stacks.setdefault(stack[:-1] or _OUTSIDE, Weight())
             previous = weight
@@ -323,5 +493,14 @@ class PyinstrumentProfile:
         # Between the last sample and stop(): the code of the last sample finishing.
         tail = previous or stacks.setdefault(_OUTSIDE, Weight())
         tail.wall += max(wall_total - wall_sum, 0.0)
-        tail.cpu += max(self._cpu_start + cpu_total - cpu_before, 0.0)
+        tail_cpu = max(self._cpu_start + cpu_total - cpu_before, 0.0)
+        computed = sum(w.cpu for w in stacks.values())
+        if after_wait and computed > 0:
+            # The last sample came right after a wait: what ran from there to the end (the code
+            # using a query's result, say) was not sampled, and is not the wait. It is spread
+            # over the request's CPU in proportion, rather than charged to the waiting line.
+            for weight in stacks.values():
+                weight.cpu += tail_cpu * weight.cpu / computed
+        else:
+            tail.cpu += tail_cpu
         return Capture(cpu=cpu_total, wall=wall_total, stacks=stacks)
