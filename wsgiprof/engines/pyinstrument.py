@@ -19,12 +19,10 @@ stopped on another thread (or by a finalizer during a GC pass) stays subscribed,
 samples, until the next :meth:`PyinstrumentEngine.start` on its thread removes it, and only
 pyinstrument's public ``StackSampler.subscribe``/``unsubscribe`` are used.
 
-Random phase. The first sample of a request falls at a uniformly random point of its first
-interval, so requests shorter than the interval are sampled in proportion to their duration: every
-profiled thread samples on the ticks of pyinstrument's timing thread, and a keeper thread holds a
-timing subscription open while profiled requests keep coming, so the ticks run on a grid that does
-not depend on when a request starts. That costs one timing thread waking every interval (about 2%
-of a core at 1 ms on a 2-core VM) while requests are being profiled, and nothing once they stop.
+Sampling phase. The first sample of a request comes one interval after it starts (changing the
+interval after the first sample, for a random phase, would mean changing the profiler inside its
+callback). A request shorter than the interval gets no sample: it is recorded, with its measured
+CPU, as ``[too short to sample]``; lower the interval to see inside such endpoints.
 
 Example::
 
@@ -128,8 +126,7 @@ class PyinstrumentEngine:
     """Profiles one request at a time per thread with pyinstrument's stack sampler.
 
     ``interval`` is the minimum wall time between samples. ``off_cpu_functions`` adds names to
-    :data:`BLOCKING_BUILTINS`. ``linger`` is how long the :class:`SampleGrid` keeper thread
-    outlives the last profiled request.
+    :data:`BLOCKING_BUILTINS`.
     """
 
     name = "pyinstrument"
@@ -139,13 +136,11 @@ class PyinstrumentEngine:
         *,
         interval: float = 0.001,
         off_cpu_functions: Iterable[str] = (),
-        linger: float = 0.5,
     ) -> None:
         self.interval = interval
         self._extra_off_cpu = frozenset(off_cpu_functions)
         self._frames: dict[str, tuple[Frame, bool]] = {}
         self._stacks: dict[tuple[Entry, tuple[str, ...]], Stack] = {}
-        self.sample_grid = SampleGrid(interval, linger=linger)
         _GC_WATCH.acquire()
         self._closed = False
 
@@ -166,23 +161,19 @@ class PyinstrumentEngine:
             depth += 1
             frame = frame.f_back
         entry = (caller.f_code.co_filename, caller.f_code.co_firstlineno, depth)
-        self.sample_grid.begin()
         profile = PyinstrumentProfile(self, entry)
         try:
             sampler.subscribe(
                 profile.on_sample,
                 desired_interval=self.interval,
-                use_timing_thread=True,
                 use_async_context=False,
             )
         except (RuntimeError, ValueError) as exc:
-            self.sample_grid.end()
             raise EngineUnavailableError(str(exc)) from exc
         return profile
 
     def close(self) -> None:
-        """Stop the keeper thread and forget cached frames. Profiles still running end normally."""
-        self.sample_grid.close()
+        """Forget cached frames and stop watching GC passes. Profiles still running end normally."""
         if not self._closed:
             self._closed = True
             _GC_WATCH.release()
@@ -303,89 +294,6 @@ class _GcWatch:
 _GC_WATCH = _GcWatch()
 
 
-class SampleGrid:
-    """Keeps pyinstrument's timing thread ticking every ``interval`` while requests are profiled.
-
-    Every profiled request samples on those ticks (``use_timing_thread``), so its first sample
-    comes at a uniformly random point of its first interval. The ticks only run while some
-    subscription to the timing thread exists, and one made afresh would start the grid at that
-    request's start; so a keeper thread holds one open from the first profiled request until no
-    profiled request has run for ``linger`` seconds. In a forked child the keeper starts anew.
-    """
-
-    def __init__(self, interval: float, *, linger: float = 0.5) -> None:
-        self.interval = interval
-        self.linger = linger
-        self._lock = threading.Lock()
-        self._active = 0
-        self._last_end = 0.0
-        self._keeper: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._pid = os.getpid()
-
-    @property
-    def running(self) -> bool:
-        """Whether the keeper thread of this process is alive."""
-        keeper = self._keeper
-        return keeper is not None and self._pid == os.getpid() and keeper.is_alive()
-
-    def begin(self) -> None:
-        """A profiled request starts: make sure the keeper runs."""
-        with self._lock:
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._keeper = None
-                self._active = 0
-                self._stop = threading.Event()
-            self._active += 1
-            if self._keeper is None:
-                self._stop.clear()
-                self._keeper = threading.Thread(
-                    target=self._keep, name="wsgiprof-sample-grid", daemon=True
-                )
-                self._keeper.start()
-
-    def end(self) -> None:
-        """A profiled request ended."""
-        with self._lock:
-            self._active = max(self._active - 1, 0)
-            self._last_end = time.monotonic()
-
-    def close(self) -> None:
-        """Stop the keeper thread (if this process started it) and wait for it."""
-        with self._lock:
-            keeper = self._keeper if self._pid == os.getpid() else None
-            self._keeper = None
-            self._stop.set()
-        if keeper is not None and keeper is not threading.current_thread():
-            keeper.join()
-
-    def _idle(self) -> bool:
-        return self._active == 0 and time.monotonic() - self._last_end >= self.linger
-
-    def _keep(self) -> None:
-        sampler = get_stack_sampler()
-        stop = self._stop
-        sampler.subscribe(
-            _ignore_sample,
-            desired_interval=self.interval,
-            use_timing_thread=True,
-            use_async_context=False,
-        )
-        try:
-            while not stop.wait(self.linger / 2):
-                with self._lock:
-                    if self._idle() and self._keeper is threading.current_thread():
-                        self._keeper = None
-                        break
-        finally:
-            sampler.unsubscribe(_ignore_sample)
-
-
-def _ignore_sample(_call_stack: list[str], _elapsed: float, _async_state: Any) -> None:
-    """The keeper thread's subscriber: its samples are not wanted, only its timing subscription."""
-
-
 class PyinstrumentProfile:
     """One request's sampling session; see :class:`PyinstrumentEngine`."""
 
@@ -424,7 +332,6 @@ class PyinstrumentProfile:
         if self._stopped:
             return None
         self._stopped = True
-        self._engine.sample_grid.end()
         if threading.get_ident() != self._thread:
             # Only the profiled thread can remove its hook: its next start() does.
             self._records = []
