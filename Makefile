@@ -4,14 +4,25 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The development and test environment is pinned by constraints.txt (every Python from 3.10 on,
+# one file); the package's own dependency ranges in pyproject.toml stay open for users.
+# `make lock` refreshes it on purpose, after a change of pyproject.toml or to take new releases.
+CONSTRAINTS := constraints.txt
+UV_VERSION := 0.13.9
 
-.PHONY: demo test lint typing pytest bench clean
+.PHONY: demo test lint typing pytest bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e . --group dev
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e . --group dev
 	touch $(STAMP)
+
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --all-extras --group dev --universal \
+		--python-version 3.10 --custom-compile-command "make lock" --quiet -o $(CONSTRAINTS)
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.flask_app.demo

@@ -555,10 +555,16 @@ class SqliteStore:
                 )
                 for host, pid in {(row.host, row.pid) for row in rows}:
                     connection.execute(
-                        "DELETE FROM requests WHERE window_id = ?1 AND host = ?2 AND pid = ?3"
-                        " AND id <= (SELECT id FROM requests WHERE window_id = ?1 AND host = ?2"
-                        " AND pid = ?3 ORDER BY id DESC LIMIT 1 OFFSET ?4)",
-                        (window.id, host, pid, REQUEST_ROWS_PER_PROCESS),
+                        "DELETE FROM requests WHERE window_id = :window AND host = :host"
+                        " AND pid = :pid AND id <= (SELECT id FROM requests"
+                        " WHERE window_id = :window AND host = :host AND pid = :pid"
+                        " ORDER BY id DESC LIMIT 1 OFFSET :keep)",
+                        {
+                            "window": window.id,
+                            "host": host,
+                            "pid": pid,
+                            "keep": REQUEST_ROWS_PER_PROCESS,
+                        },
                     )
         except Exception as exc:
             self._drop_connection(state)
