@@ -4,6 +4,11 @@ It starts on the first request a process serves, never at import or construction
 master (gunicorn ``--preload``, uWSGI without ``lazy-apps``) never owns a thread that its children
 would inherit dead. After a fork the child builds a new, stopped flusher.
 
+Time comes from two injectable functions, so tests drive it instead of sleeping: ``clock`` (the
+monotonic clock behind :meth:`Flusher.overdue`) and ``wait`` (how the thread waits one interval;
+``wait(stopping, seconds)`` returns true once ``stopping`` is set, like
+:meth:`threading.Event.wait`).
+
 Example::
 
     flusher = Flusher(middleware.flush, interval=1.0)
@@ -21,17 +26,40 @@ from collections.abc import Callable
 
 logger = logging.getLogger("wsgiprof")
 
+#: ``wait(stopping, seconds)``: block up to ``seconds`` or until ``stopping`` is set; return
+#: whether it is set (the flusher then ends).
+Wait = Callable[[threading.Event, float], bool]
+
+
+def wait_on_event(stopping: threading.Event, seconds: float) -> bool:
+    """The real :data:`Wait`: :meth:`threading.Event.wait`, woken early by :meth:`Flusher.stop`."""
+    return stopping.wait(seconds)
+
 
 class Flusher:
-    """Calls ``flush`` every ``interval`` seconds from a daemon thread named ``wsgiprof-flush``."""
+    """Calls ``flush`` every ``interval`` seconds from a daemon thread named ``wsgiprof-flush``.
 
-    def __init__(self, flush: Callable[[], None], *, interval: float) -> None:
+    :param clock: monotonic seconds, for :meth:`overdue` (tests pass a fake one).
+    :param wait: how the thread waits between flushes (see :data:`Wait`; tests pass one they
+        release step by step).
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[], None],
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Wait = wait_on_event,
+    ) -> None:
         self._flush = flush
         self.interval = interval
+        self._clock = clock
+        self._wait = wait
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_flush = time.monotonic()
+        self.last_flush = clock()
         self.failures = 0
 
     @property
@@ -57,12 +85,12 @@ class Flusher:
             if self.failures == 1:
                 logger.warning("flushing profiles to the store failed", exc_info=True)
         finally:
-            self.last_flush = time.monotonic()
+            self.last_flush = self._clock()
 
     def overdue(self) -> bool:
         """True when no flush happened for two intervals (the thread cannot run, as in a uWSGI
         worker started without ``--enable-threads``)."""
-        return time.monotonic() - self.last_flush > 2 * self.interval
+        return self._clock() - self.last_flush > 2 * self.interval
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread and flush what is left."""
@@ -74,5 +102,5 @@ class Flusher:
         self.flush_now()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
+        while not self._wait(self._stopping, self.interval):
             self.flush_now()
