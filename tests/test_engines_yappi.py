@@ -1,4 +1,9 @@
-"""The yappi engine: exact CPU and call counts per endpoint, windows, forks, middleware, exports."""
+"""The yappi engine: exact CPU and call counts per endpoint, windows, forks, middleware, exports.
+
+Windows are driven, never raced: engine tests open and close them by hand or give the scheduler a
+scripted clock (:class:`ScriptedTime`); tests through the middleware wait until a window is open
+before they send requests, or hand the middleware an engine the test drives.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import pytest
 import yappi
 from werkzeug.test import Client
 
+import wsgiprof.engines
 from tests.servers import ThreadedServer, load
 from wsgiprof import Config, ConfigError, ProfilerMiddleware
 from wsgiprof.engines import create_engine
@@ -45,6 +51,46 @@ YAPPI = Config(
     enabled=True, sample_rate=1.0, store="memory", engine="yappi", yappi_window=0.2, token=None
 )
 FORK_TIMEOUT = 20.0
+#: Seconds a polled condition may take; generous, so only a broken engine reaches it.
+DEADLINE = 20.0
+#: A window longer than any test: once open, it stays open until the engine closes.
+LONG_WINDOW = 600.0
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.005)
+
+
+class ScriptedTime:
+    """A fake clock, and a scheduler wait that moves it on: the first ``steps`` waits end at once
+    (the clock advances by the seconds asked for); the next one blocks until the engine closes,
+    so the test reads a schedule that stands still. ``waits`` lists every wait asked for."""
+
+    def __init__(self, steps: int) -> None:
+        self.now = 0.0
+        self.steps = steps
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.waits.append(seconds)
+        if len(self.waits) <= self.steps:
+            self.now += seconds
+            return stop.is_set()
+        while not stop.wait(1.0):
+            pass
+        return True
+
+    def blocked(self) -> bool:
+        """True once the scheduler sits in the wait after the scripted ones."""
+        return len(self.waits) > self.steps
 
 
 def burn(n: int) -> int:
@@ -256,19 +302,73 @@ def test_requests_outside_windows_are_not_traced(engine: YappiEngine, recorder: 
     assert not yappi.is_running()
 
 
-def test_scheduled_windows_achieve_the_duty_cycle() -> None:
-    engine = YappiEngine(sample_rate=0.5, window=0.05)
+def test_scheduled_windows_follow_the_duty_cycle_after_a_random_first_pause() -> None:
+    windows = 10
+    script = ScriptedTime(steps=2 * windows)  # a pause and a window each, then a pause blocks
+    engine = YappiEngine(
+        sample_rate=0.25, window=0.5, clock=script.clock, wait=script.wait, random=lambda: 0.4
+    )
     try:
+        assert engine.pause == pytest.approx(1.5)
         assert not engine.window_open()  # starts the scheduler; the first window comes later
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            burn(10_000)
+        wait_until(script.blocked, "the scheduler to wait after its last scripted window")
+        facts = engine.facts()
+        running = yappi.is_running()
+    finally:
+        engine.close()
+    assert not running, "between windows yappi is off"
+    assert script.waits == pytest.approx([0.4 * 1.5] + [0.5, 1.5] * windows)
+    assert facts.windows == windows
+    assert facts.on_seconds == pytest.approx(windows * 0.5)
+    assert facts.elapsed_seconds == pytest.approx(0.6 + windows * 0.5 + (windows - 1) * 1.5)
+    assert not yappi.is_running()
+
+
+@pytest.mark.parametrize("draw", [0.0, 0.999])
+def test_the_first_pause_is_the_random_fraction_of_a_pause(draw: float) -> None:
+    script = ScriptedTime(steps=0)
+    engine = YappiEngine(
+        sample_rate=0.5, window=2.0, clock=script.clock, wait=script.wait, random=lambda: draw
+    )
+    try:
+        engine.window_open()
+        wait_until(script.blocked, "the scheduler's first wait")
+    finally:
+        engine.close()
+    assert script.waits == pytest.approx([draw * 2.0])
+    assert engine.facts().windows == 0
+
+
+def test_a_scheduled_window_traces_requests_and_close_delivers_it() -> None:
+    script = ScriptedTime(steps=1)  # the first pause passes; the first window then stays open
+    engine = YappiEngine(sample_rate=0.5, window=1.0, clock=script.clock, wait=script.wait)
+    recorder = Recorder()
+    engine.attach(recorder)
+    try:
+        engine.window_open()
+        wait_until(script.blocked, "the first window to open")
+        assert engine.window_open()
+        serve(engine, "GET /ticks", seven_ticks)
+        script.now += 0.25
+    finally:
+        engine.close()
+    assert totals(recorder.profiles["GET /ticks"], "tick").ncall == 7
+    assert engine.facts().windows == 1
+    assert engine.facts().on_seconds == pytest.approx(0.25)
+    assert not yappi.is_running()
+
+
+def test_the_real_scheduler_opens_and_closes_windows_on_its_own() -> None:
+    engine = YappiEngine(sample_rate=0.5, window=0.01)
+    try:
+        engine.window_open()
+        wait_until(lambda: engine.facts().windows >= 3, "three windows of the real scheduler")
     finally:
         engine.close()
     facts = engine.facts()
-    assert facts.windows >= 5
-    assert facts.on_seconds / facts.elapsed_seconds == pytest.approx(0.5, abs=0.2)
+    assert 0 < facts.on_seconds <= facts.elapsed_seconds
     assert not yappi.is_running()
+    assert not any(t.name == "wsgiprof-yappi" for t in threading.enumerate())
 
 
 # -- forks -------------------------------------------------------------------------------------
@@ -286,9 +386,21 @@ def engine_of(middleware: ProfilerMiddleware) -> YappiEngine:
     return engine
 
 
+def open_first_window(middleware: ProfilerMiddleware) -> YappiEngine:
+    """Start the scheduler of the middleware's yappi engine and wait until its first window is
+    open, so that the next request is profiled for sure (the first request that starts the
+    scheduler would race it)."""
+    engine = engine_of(middleware)
+    engine.window_open()
+    wait_until(engine.window_open, "the first yappi window to open")
+    return engine
+
+
 def run_child(middleware: ProfilerMiddleware, requests: int) -> dict[str, Any]:
-    """In a forked child: serve requests, end the window, report what was profiled."""
+    """In a forked child: serve requests once a window is open, end the window, report what was
+    profiled."""
     middleware.reset()  # the in-memory store is per process; drop what the parent aggregated
+    open_first_window(middleware)
     client = Client(middleware)
     for _ in range(requests):
         client.get("/ticks").close()
@@ -298,7 +410,7 @@ def run_child(middleware: ProfilerMiddleware, requests: int) -> dict[str, Any]:
         "pid": os.getpid(),
         "sampled": profile.sampled,
         "cut_requests": profile.cut_requests,
-        "tick_calls": totals(profile, "tick").ncall if profile.functions else None,
+        "tick_calls": totals(profile, "tick").ncall if profile.functions else 0,
     }
 
 
@@ -338,8 +450,8 @@ def fork_and_report(middleware: ProfilerMiddleware, requests: int) -> dict[str, 
 
 
 def assert_ticks_counted(report: dict[str, Any]) -> None:
-    """Seven calls of ``tick`` per request, exactly, unless a window edge cut a request (then
-    calls made between windows are missing)."""
+    """Seven calls of ``tick`` per profiled request, exactly, unless a window edge cut a request
+    (then calls made between windows are missing)."""
     if report["cut_requests"] == 0:
         assert report["tick_calls"] == 7 * report["sampled"]
     else:
@@ -349,11 +461,11 @@ def assert_ticks_counted(report: dict[str, Any]) -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @FORK_WITH_THREADS
 def test_a_forked_worker_profiles_and_the_master_never_traced() -> None:
-    middleware = ProfilerMiddleware(ticking_app, config=YAPPI)
+    middleware = ProfilerMiddleware(ticking_app, config=YAPPI.replace(yappi_window=LONG_WINDOW))
     try:
         report = fork_and_report(middleware, requests=20)
-        assert report["sampled"] > 0
-        assert_ticks_counted(report)
+        # The child's first window opened before its first request and lasted past its last.
+        assert (report["sampled"], report["cut_requests"], report["tick_calls"]) == (20, 0, 140)
         assert not yappi.is_running()
         assert engine_of(middleware).facts().windows == 0
         assert not any(t.name == "wsgiprof-yappi" for t in threading.enumerate())
@@ -375,8 +487,11 @@ def test_forking_repeatedly_while_a_thread_is_traced_never_hangs_a_child() -> No
     thread = threading.Thread(target=busy)
     thread.start()
     try:
-        time.sleep(0.1)
-        assert engine_of(middleware).facts().windows > 0
+        # Fork only once the parent traces: a window has delivered the busy thread's calls.
+        wait_until(
+            lambda: middleware.read().endpoints.get("GET /ticks", EndpointProfile("")).functions,
+            "a closed window with the busy thread's calls",
+        )
         for _ in range(20):
             report = fork_and_report(middleware, requests=3)
             assert_ticks_counted(report)
@@ -410,28 +525,44 @@ def stats_page() -> int:
 HANDLERS: dict[str, Callable[[], object]] = {"/invoice": invoice_page, "/stats": stats_page}
 
 
-def test_middleware_with_werkzeug_client_summary_and_pstats(tmp_path: Path) -> None:
+def use_engine(monkeypatch: pytest.MonkeyPatch, engine: YappiEngine) -> None:
+    """The next :class:`ProfilerMiddleware` gets ``engine`` (one the test drives) instead of
+    building the engine its configuration names."""
+
+    def create(config: Config) -> YappiEngine:
+        assert config.engine == "yappi"
+        return engine
+
+    monkeypatch.setattr(wsgiprof.engines, "create_engine", create)
+
+
+def test_middleware_with_werkzeug_client_summary_and_pstats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]
+    engine = YappiEngine(sample_rate=1.0, scheduled=False, clock=lambda: now[0])
+    use_engine(monkeypatch, engine)
     middleware = ProfilerMiddleware(make_app(HANDLERS), config=YAPPI.replace(token="s3cret-token"))
     client = Client(middleware)
     try:
+        assert engine.open_window()
         for _ in range(5):
             for path in HANDLERS:
                 client.get(path).close()
+        now[0] = 3.0
+        engine.close_window()
+        now[0] = 4.0  # then a second without a window: the duty cycle is 3 / 4
     finally:
         middleware.close()
     snapshot = middleware.read()
     stats = snapshot.endpoints["GET /stats"]
-    # At rate 1.0 a request is unsampled only if it starts in the short gap in which one window's
-    # stats are read and the next window starts.
-    assert stats.requests == 5
-    assert stats.sampled >= 4
-    whole = stats.sampled - stats.cut_requests  # a window edge cut into none of their calls
-    assert whole <= totals(stats, "stats_page").ncall <= stats.sampled
+    assert (stats.requests, stats.sampled, stats.cut_requests) == (5, 5, 0)
+    assert totals(stats, "stats_page").ncall == 5
     calls = totals(stats, "burn").ncall
-    assert whole * 30 <= calls <= stats.sampled * 30
+    assert calls == 5 * 30
 
     summary = build_summary(snapshot, engine="yappi", sample_rate=1.0)
-    assert summary["windows"]["duty_cycle"] > 0.5
+    assert summary["windows"]["duty_cycle"] == 0.75
     entry = next(e for e in summary["endpoints"] if e["name"] == "GET /stats")
     assert entry["stacks_from_call_graph"] is True
     assert entry["top_functions"][0]["name"] == "burn"
@@ -514,8 +645,11 @@ def test_both_engines_name_the_same_top_function_per_endpoint() -> None:
     }
     tops: dict[str, dict[str, str]] = {}
     for engine in ("pyinstrument", "yappi"):
-        middleware = ProfilerMiddleware(make_app(handlers), config=YAPPI.replace(engine=engine))
+        config = YAPPI.replace(engine=engine, yappi_window=LONG_WINDOW)
+        middleware = ProfilerMiddleware(make_app(handlers), config=config)
         try:
+            if engine == "yappi":
+                open_first_window(middleware)  # every request is then traced
             client = Client(middleware)
             for _ in range(4):
                 for path in handlers:
@@ -530,8 +664,9 @@ def test_both_engines_name_the_same_top_function_per_endpoint() -> None:
 def test_threaded_server_profiles_each_endpoint_with_exact_calls(
     threaded_server: Callable[[WSGIApplication], ThreadedServer],
 ) -> None:
-    middleware = ProfilerMiddleware(make_app(HANDLERS), config=YAPPI)
+    middleware = ProfilerMiddleware(make_app(HANDLERS), config=YAPPI.replace(yappi_window=30))
     try:
+        open_first_window(middleware)
         url = threaded_server(middleware).url
         errors: list[BaseException] = []
 
@@ -547,18 +682,27 @@ def test_threaded_server_profiles_each_endpoint_with_exact_calls(
         for thread in threads:
             thread.join()
         assert not errors
-        time.sleep(0.2)  # the last request is recorded after its response was sent
+        # A request is recorded when the server closes its body, after the client has its
+        # response: wait until all 40 are, inside the one window.
+        wait_until(
+            lambda: sum(p.requests for p in middleware.read().endpoints.values()) == 40,
+            "the last requests to be recorded",
+        )
     finally:
         middleware.close()
     endpoints = middleware.read().endpoints
     invoice, stats = endpoints["GET /invoice"], endpoints["GET /stats"]
-    assert invoice.sampled > 0
-    assert stats.sampled > 0
+    assert (invoice.sampled, invoice.cut_requests, stats.sampled, stats.cut_requests) == (
+        20,
+        0,
+        20,
+        0,
+    )
     assert "crunch_stats" not in names(invoice)
     assert "render_invoice" not in names(stats)
-    calls = totals(stats, "stats_page").ncall
-    assert calls + stats.cut_requests >= stats.sampled
-    assert totals(stats, "crunch_stats").ncall <= calls
+    assert totals(invoice, "render_invoice").ncall == 20
+    assert totals(stats, "stats_page").ncall == 20
+    assert totals(stats, "crunch_stats").ncall == 20
 
 
 # -- configuration -------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ on every thread at once, so it cannot be switched on for one request: it runs in
 scheduler thread (``wsgiprof-yappi``) turns yappi on for ``window`` seconds, then off for
 ``window * (1 - rate) / rate`` seconds, so it is on about ``sample_rate`` of the time (the first
 pause has a random length, so workers started together do not trace in step, and short runs
-still get windows in proportion).
+still get windows in proportion). The scheduler's clock, its waits and that random draw can be
+injected (``clock``, ``wait``, ``random``), so tests drive the windows instead of racing them.
 
 Attribution. Every request that *starts* while a window is open is profiled: it gets a fresh
 integer tag in a :class:`~contextvars.ContextVar`, and yappi files every call under the tag its
@@ -62,11 +63,11 @@ import contextvars
 import itertools
 import logging
 import os
-import random
+import random as _random
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,7 @@ import yappi
 
 import wsgiprof
 from wsgiprof.engines.base import CallGraphSink, Capture, WindowFacts
+from wsgiprof.flusher import Wait, wait_on_event
 from wsgiprof.model import (
     CALL_GRAPH_ROOT,
     OVERFLOW,
@@ -156,6 +158,15 @@ class YappiEngine:
     :param window: seconds each window lasts.
     :param scheduled: when false, no scheduler thread runs: windows open and close only by
         :meth:`open_window` and :meth:`close_window` (for tests and tools).
+    :param clock: monotonic seconds, for the time windows are on and the time elapsed
+        (:meth:`facts`).
+    :param wait: how the scheduler waits for the end of a pause or a window
+        (``wait(stop_event, seconds)``, true once the engine closes; see
+        :data:`wsgiprof.flusher.Wait`).
+    :param random: a number in [0, 1): the first pause is that fraction of a full pause.
+
+    ``clock``, ``wait`` and ``random`` exist so that tests drive the scheduler deterministically;
+    the defaults are the real clock, :meth:`threading.Event.wait` and :func:`random.random`.
 
     See the module docstring for what is exact, what is estimated and how forks are handled.
 
@@ -175,7 +186,14 @@ class YappiEngine:
     windowed = True
 
     def __init__(
-        self, *, sample_rate: float = 0.05, window: float = 2.0, scheduled: bool = True
+        self,
+        *,
+        sample_rate: float = 0.05,
+        window: float = 2.0,
+        scheduled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Wait = wait_on_event,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be from 0 to 1, not {sample_rate!r}")
@@ -185,6 +203,9 @@ class YappiEngine:
         self.window = window
         self.pause = window * (1.0 - sample_rate) / sample_rate if sample_rate > 0 else 0.0
         self.scheduled = scheduled and sample_rate > 0
+        self._clock = clock
+        self._wait = wait
+        self._random = random
         self._tags = itertools.count(1)
         self._sink: CallGraphSink | None = None
         self._frames: dict[tuple[str, str, int], Frame] = {}
@@ -239,7 +260,7 @@ class YappiEngine:
         self._sink = sink
 
     def facts(self) -> WindowFacts:
-        now = time.monotonic()
+        now = self._clock()
         on = self.on_seconds + (now - self._opened_at if self._open else 0.0)
         elapsed = now - self._started_at if self._started_at is not None else 0.0
         return WindowFacts(
@@ -283,9 +304,9 @@ class YappiEngine:
             yappi.set_tag_callback(_TAG.get)
             yappi.set_context_name_callback(str)
             if self._started_at is None:
-                self._started_at = time.monotonic()
+                self._started_at = self._clock()
             self._generation += 1
-            self._opened_at = time.monotonic()
+            self._opened_at = self._clock()
             yappi.start(builtins=False, profile_threads=True)
             self._open = True
             return True
@@ -297,7 +318,7 @@ class YappiEngine:
                 return
             self._open = False
             yappi.stop()
-            self.on_seconds += time.monotonic() - self._opened_at
+            self.on_seconds += self._clock() - self._opened_at
             self.windows += 1
             began = time.perf_counter()
             try:
@@ -376,22 +397,22 @@ class YappiEngine:
             if self._thread is not None or self._closed:
                 return
             if self._started_at is None:
-                self._started_at = time.monotonic()
+                self._started_at = self._clock()
             thread = threading.Thread(target=self._run, name="wsgiprof-yappi", daemon=True)
             self._thread = thread
             thread.start()
 
     def _run(self) -> None:
-        stop = self._stop_event
-        pause = random.random() * self.pause
+        stop, wait = self._stop_event, self._wait
+        pause = self._random() * self.pause
         try:
-            while not stop.wait(pause):
+            while not wait(stop, pause):
                 pause = self.pause
                 try:
                     self.open_window()
                 except Exception:
                     self._warn("yappi window could not start")
-                if stop.wait(self.window):
+                if wait(stop, self.window):
                     break
                 try:
                     self.close_window()
