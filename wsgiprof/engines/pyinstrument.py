@@ -19,10 +19,14 @@ stopped on another thread (or by a finalizer during a GC pass) stays subscribed,
 samples, until the next :meth:`PyinstrumentEngine.start` on its thread removes it, and only
 pyinstrument's public ``StackSampler.subscribe``/``unsubscribe`` are used.
 
-Sampling phase. The first sample of a request comes one interval after it starts (changing the
-interval after the first sample, for a random phase, would mean changing the profiler inside its
-callback). A request shorter than the interval gets no sample: it is recorded, with its measured
-CPU, as ``[too short to sample]``; lower the interval to see inside such endpoints.
+Sampling interval. Each profiled request is sampled at its own interval, drawn uniformly between
+:data:`MIN_INTERVAL_FRACTION` of ``interval`` and ``interval`` when the request starts, and never
+changed afterwards (changing it after the first sample would mean changing the profiler inside its
+callback). So the first sample falls at a random point of the first ``interval``, and requests
+shorter than the interval are sampled in proportion to their duration (down to a tenth of it),
+instead of never. The cost: about 2.6 times the samples of a fixed interval on a profiled request
+(each sample is a stack walk of a few microseconds), and requests shorter than a tenth of the
+interval are never sampled (``[too short to sample]``, with their measured CPU).
 
 Example::
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import random
 import sys
 import threading
 import time
@@ -116,6 +121,8 @@ Entry = tuple[str, int, int]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(wsgiprof.__file__)) + os.sep
 _CACHE_LIMIT = 50_000
+MIN_INTERVAL_FRACTION = 0.1
+"""The shortest per-request sampling interval, as a fraction of the engine's interval."""
 _OUTSIDE: Stack = (OUTSIDE_APP,)
 _UNSAMPLED: Stack = (UNSAMPLED,)
 _SEP = "\x00"
@@ -125,7 +132,8 @@ _ATTR = "\x01"
 class PyinstrumentEngine:
     """Profiles one request at a time per thread with pyinstrument's stack sampler.
 
-    ``interval`` is the minimum wall time between samples. ``off_cpu_functions`` adds names to
+    ``interval`` is the longest wall time between samples; each request draws its own interval
+    below it (see the module docstring). ``off_cpu_functions`` adds names to
     :data:`BLOCKING_BUILTINS`.
     """
 
@@ -138,6 +146,7 @@ class PyinstrumentEngine:
         off_cpu_functions: Iterable[str] = (),
     ) -> None:
         self.interval = interval
+        self._random = random.Random().uniform
         self._extra_off_cpu = frozenset(off_cpu_functions)
         self._frames: dict[str, tuple[Frame, bool]] = {}
         self._stacks: dict[tuple[Entry, tuple[str, ...]], Stack] = {}
@@ -161,11 +170,12 @@ class PyinstrumentEngine:
             depth += 1
             frame = frame.f_back
         entry = (caller.f_code.co_filename, caller.f_code.co_firstlineno, depth)
-        profile = PyinstrumentProfile(self, entry)
+        interval = self._random(MIN_INTERVAL_FRACTION * self.interval, self.interval)
+        profile = PyinstrumentProfile(self, entry, interval)
         try:
             sampler.subscribe(
                 profile.on_sample,
-                desired_interval=self.interval,
+                desired_interval=interval,
                 use_async_context=False,
             )
         except (RuntimeError, ValueError) as exc:
@@ -301,15 +311,17 @@ class PyinstrumentProfile:
         "_cpu_start",
         "_engine",
         "_entry",
+        "_interval",
         "_records",
         "_stopped",
         "_thread",
         "_wall_start",
     )
 
-    def __init__(self, engine: PyinstrumentEngine, entry: Entry) -> None:
+    def __init__(self, engine: PyinstrumentEngine, entry: Entry, interval: float) -> None:
         self._engine = engine
         self._entry = entry
+        self._interval = interval
         self._records: list[tuple[list[str], float, float]] = []
         self._thread = threading.get_ident()
         self._stopped = False
@@ -351,7 +363,7 @@ class PyinstrumentProfile:
         stacks: dict[Stack, Weight] = {}
         to_stack = self._engine.to_stack
         entry = self._entry
-        interval = self._engine.interval
+        interval = self._interval
         cpu_before = self._cpu_start
         wall_sum = 0.0
         after_wait = False
