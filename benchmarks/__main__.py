@@ -1,8 +1,9 @@
 """``python -m benchmarks [--full | --smoke] [--out DIR] [--only NAME ...]``
 
 Runs every measurement and writes ``DIR/RESULTS.md``, ``DIR/results/*.csv`` and
-``DIR/results/overhead.png`` (DIR defaults to this folder). Quick mode (the default) takes under
-3 minutes; ``--full`` repeats more and loads longer; ``--smoke`` only checks the harness (CI).
+``DIR/results/overhead.png`` (DIR defaults to this folder). Quick mode (the default) takes about
+5 minutes; ``--full`` repeats more and loads longer (about 10 minutes, plus about 30 for the crash
+soak); ``--smoke`` only checks the harness (CI).
 """
 
 from __future__ import annotations
@@ -11,19 +12,21 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks import accuracy, budget, datapath, endtoend, inprocess, machine
+from benchmarks import accuracy, budget, datapath, endtoend, inprocess, machine, soak
 from benchmarks.markdown import render
 from benchmarks.report import Results, chart, write_csvs
 from benchmarks.settings import MODES
 from benchmarks.timing import progress
 
-MEASUREMENTS = ("inprocess", "endtoend", "accuracy", "datapath", "budget")
+MEASUREMENTS = ("inprocess", "endtoend", "accuracy", "datapath", "budget", "soak")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--full", action="store_true", help="the full mode (about 10 minutes)")
+    group.add_argument(
+        "--full", action="store_true", help="the full mode (about 40 minutes with the soak)"
+    )
     group.add_argument("--smoke", action="store_true", help="a tiny run checking the harness")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent, help="output folder"
@@ -55,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         results.datapath = datapath.run(mode)
     if "budget" in args.only:
         results.budget = budget.run(mode)
+    if "soak" in args.only:
+        results.soak = soak.run(mode)
+        if soak.BEFORE_FIX_CSV.exists():  # committed: the engine before the fix, same soak
+            results.soak_before_fix = soak.read_csv(soak.BEFORE_FIX_CSV)
     results.seconds = time.monotonic() - started
     out = args.out
     csvs = write_csvs(results, out / "results")

@@ -5,9 +5,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from benchmarks import soak
 from benchmarks.apps import SHAPE_TITLES
 from benchmarks.report import Results, _f, _spread, _table
+from benchmarks.settings import MODES
+from benchmarks.soak import SoakRow
 from benchmarks.variants import TITLES
+
+SOAK_PROFILED_TARGET = 200_000
+# How results/soak_before_fix.csv was made: the same soak, children running the pyinstrument
+# engine of the commit before the fix (22c9dc6).
+BEFORE_FIX_COMMANDS = (
+    "git show 9267fd5:wsgiprof/engines/pyinstrument.py > engine_before_fix.py",
+    "python -m benchmarks.soak --full --engines pyinstrument --engine-source engine_before_fix.py "
+    '--label "before the fix (9267fd5)" --csv benchmarks/results/soak_before_fix.csv',
+)
 
 
 def _inproc_metric(results: Results, shape: str, variant: str) -> float:
@@ -128,7 +140,129 @@ def targets(results: Results) -> list[tuple[str, str, bool | None]]:
                 d.peak_rss_summary_mb < 200 if big else None,
             )
         )
+    if results.soak:
+        out.append(_soak_target(results.soak))
     return out
+
+
+def _soak_target(rows: Sequence[SoakRow]) -> tuple[str, str, bool | None]:
+    """No crash in the soak, judged once every engine had enough profiled requests."""
+    parts = []
+    crashed = False
+    enough = True
+    for engine in dict.fromkeys(r.engine for r in rows):
+        mine = [r for r in rows if r.engine == engine]
+        crashes = sum(r.crashes for r in mine)
+        profiled = sum(r.profiled for r in mine)
+        crashed = crashed or crashes > 0
+        enough = enough and profiled >= SOAK_PROFILED_TARGET
+        parts.append(
+            f"{engine}: {crashes} crashes in {sum(r.requests for r in mine):,} requests "
+            f"({profiled:,} profiled)"
+        )
+    ok = False if crashed else (True if enough else None)
+    detail = "; ".join(parts)
+    if ok is None:
+        detail += f" (fewer than {SOAK_PROFILED_TARGET:,} profiled per engine: not judged)"
+    return (
+        f"Crash soak: no crash in {SOAK_PROFILED_TARGET:,} profiled requests per engine",
+        detail,
+        ok,
+    )
+
+
+def _soak_table(rows: Sequence[SoakRow], *, first_crash: bool = False) -> list[str]:
+    header = [
+        "engine",
+        "rate",
+        "transport",
+        "requests",
+        "profiled",
+        "crashes (signals)",
+        "children",
+        "req/s",
+        "RSS start → end (MB)",
+        "finalizers / request",
+        "GC passes / request",
+        "client errors",
+    ]
+    if first_crash:
+        header.append("first crash after (requests)")
+    header.append("note")
+    table = []
+    for r in rows:
+        per = max(r.requests, 1)
+        line = [
+            r.engine,
+            f"{r.rate:g}",
+            r.transport,
+            f"{r.requests:,}",
+            f"{r.profiled:,}",
+            f"{r.crashes} ({r.signals})" if r.signals else str(r.crashes),
+            str(r.children),
+            _f(r.rps, 0),
+            f"{_f(r.rss_start_mb, 1)} → {_f(r.rss_end_mb, 1)}",
+            f"{r.finalizers / per:.1f}",
+            f"{r.collections / per:.2f}",
+            str(r.errors),
+        ]
+        if first_crash:
+            line.append("" if r.first_crash_after is None else f"{r.first_crash_after:,}")
+        line.append(r.note.replace("|", "/"))
+        table.append(line)
+    return _table(header, table)
+
+
+def soak_section(results: Results) -> list[str]:
+    """Section 6: the crash soak of this checkout, and the committed run of the engine before
+    the fix it would have caught."""
+    mode = MODES.get(results.mode)
+    lines = ["## 6. Crash soak", ""]
+    lines += [
+        "Why: the pyinstrument engine once segfaulted apps on CPython 3.11 (fixed in 22c9dc6) "
+        "when the first sample of a request fell in a finalizer run by a garbage-collection pass "
+        "inside the profile hook. Each scenario (engine x sample rate x transport) runs in a child "
+        "process of its own; a crash is the child's exit by a signal, after which a fresh child "
+        "takes over, so every crash is counted. Transports: `inprocess` = the WSGI callable "
+        "called in a loop by the child; `threaded` = werkzeug's threaded server in the child on "
+        f"127.0.0.1, {soak.CLIENT_THREADS} client connections at once from the parent (werkzeug "
+        "closes every connection, so each request has its own server thread, up to "
+        f"{soak.CLIENT_THREADS} at a time). The app's routes (`"
+        + "`, `".join(soak.ROUTES)
+        + "`) make garbage as real apps do: objects in reference cycles whose `__del__` runs "
+        "Python code, generators dropped mid-iteration (half of them inside cycles), "
+        "`weakref.finalize` and weakref callbacks on objects in cycles; plus small calls and a "
+        "JSON encoding. The children lower the collector's thresholds to "
+        f"`gc.set_threshold{soak.GC_THRESHOLD}` (default (700, 10, 10)) so that collections, and "
+        "the finalizers they run, are frequent. RSS (psutil) is the first child's when its load "
+        "starts and the last child's when its load ends; req/s counts the load time of every "
+        "child. At rate 0.05 the yappi engine traces in 2 s windows every 40 s.",
+        "",
+    ]
+    if mode is not None:
+        lines += [
+            f"Run by `python -m benchmarks{_flag(results.mode)} --only soak` ({results.mode} "
+            f"mode): each scenario until {mode.soak_requests:,} requests were served (at rate "
+            f"1.0: profiled), for at least {mode.soak_min_seconds:.0f} s and at most "
+            f"{mode.soak_seconds:.0f} s; raw data `results/soak.csv`.",
+            "",
+        ]
+    lines += _soak_table(results.soak)
+    before = results.soak_before_fix
+    if before:
+        lines += ["### Before the fix", ""]
+        lines += [
+            f"The same soak with the children running the pyinstrument engine of 9267fd5, the "
+            f"commit before the fix (label `{before[0].label}`); raw data "
+            "`results/soak_before_fix.csv`, made by:",
+            "",
+            "```",
+            *BEFORE_FIX_COMMANDS,
+            "```",
+            "",
+        ]
+        lines += _soak_table(before, first_crash=True)
+    return lines
 
 
 def render(results: Results, csvs: Sequence[str]) -> str:
@@ -351,4 +485,6 @@ def render(results: Results, csvs: Sequence[str]) -> str:
             for r in results.budget
         ],
     )
+    if results.soak:
+        lines += soak_section(results)
     return "\n".join(lines)

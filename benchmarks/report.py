@@ -14,6 +14,8 @@ from benchmarks.budget import BudgetRow
 from benchmarks.datapath import DatapathResult
 from benchmarks.endtoend import EndToEndRow
 from benchmarks.inprocess import InprocessRow
+from benchmarks.soak import COLUMNS as SOAK_COLUMNS
+from benchmarks.soak import SoakRow, csv_row
 from benchmarks.timing import Spread
 from benchmarks.variants import TITLES
 
@@ -28,6 +30,8 @@ class Results:
     accuracy: list[AccuracyRow] = field(default_factory=list)
     datapath: DatapathResult | None = None
     budget: list[BudgetRow] = field(default_factory=list)
+    soak: list[SoakRow] = field(default_factory=list)
+    soak_before_fix: list[SoakRow] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -201,6 +205,7 @@ def write_csvs(results: Results, folder: Path) -> list[Path]:
             for r in results.budget
         ],
     )
+    write("soak.csv", SOAK_COLUMNS, [csv_row(r) for r in results.soak])
     return written
 
 

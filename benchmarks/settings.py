@@ -8,7 +8,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Mode:
     """Sizes of one run. ``smoke`` only checks that the harness works; ``quick`` and ``full``
-    produce numbers (``full`` with more repetitions and longer load runs)."""
+    produce numbers (``full`` with more repetitions and longer load runs).
+
+    The crash soak runs each scenario until it served ``soak_requests`` requests (at sample
+    rate 1.0: profiled them), and for at least ``soak_min_seconds`` (so that yappi's windows, 2 s
+    every 40 s at the default rate, open a few times), but never longer than ``soak_seconds``."""
 
     name: str
     inproc_rounds: int
@@ -24,6 +28,9 @@ class Mode:
     datapath_all_exports: bool
     budget_rounds: int
     budget_batch_s: float
+    soak_requests: int
+    soak_min_seconds: float
+    soak_seconds: float
 
 
 SHAPES: tuple[str, ...] = ("calls", "cjson", "sleep")
@@ -44,6 +51,9 @@ MODES: dict[str, Mode] = {
         datapath_all_exports=True,
         budget_rounds=2,
         budget_batch_s=0.02,
+        soak_requests=300,
+        soak_min_seconds=0.0,
+        soak_seconds=30.0,
     ),
     "quick": Mode(
         name="quick",
@@ -60,6 +70,9 @@ MODES: dict[str, Mode] = {
         datapath_all_exports=False,
         budget_rounds=7,
         budget_batch_s=0.25,
+        soak_requests=5_000,
+        soak_min_seconds=0.0,
+        soak_seconds=120.0,
     ),
     "full": Mode(
         name="full",
@@ -76,5 +89,8 @@ MODES: dict[str, Mode] = {
         datapath_all_exports=True,
         budget_rounds=15,
         budget_batch_s=0.5,
+        soak_requests=100_000,
+        soak_min_seconds=120.0,
+        soak_seconds=1_800.0,
     ),
 }

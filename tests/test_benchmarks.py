@@ -18,6 +18,19 @@ EXPECTED_COLUMNS = {
     "accuracy.csv": {"profiler", "rate", "function", "truth_pct", "measured_pct", "error_pts"},
     "datapath.csv": {"metric", "value"},
     "budget.csv": {"max_overhead", "base_rate", "achieved_median", "effective_rate"},
+    "soak.csv": {
+        "engine",
+        "rate",
+        "transport",
+        "requests",
+        "profiled",
+        "rps",
+        "rss_start_mb",
+        "rss_end_mb",
+        "crashes",
+        "signals",
+        "returncodes",
+    },
 }
 
 
@@ -55,9 +68,22 @@ def test_smoke_run_writes_every_output(tmp_path: Path) -> None:
         "## 3. Accuracy",
         "## 4. Data path scale",
         "## 5. Overhead budget",
+        "## 6. Crash soak",
     ):
         assert heading in text
     assert "| shape | variant | CPU µs/request |" in text
+    with (results / "soak.csv").open(encoding="utf-8") as file:
+        soak_rows = list(csv.DictReader(file))
+    assert {(r["engine"], r["rate"], r["transport"]) for r in soak_rows} == {
+        (engine, rate, transport)
+        for engine in ("pyinstrument", "yappi")
+        for rate in ("0.05", "1.0")
+        for transport in ("inprocess", "threaded")
+    }
+    for row in soak_rows:
+        assert int(row["crashes"]) == 0, row
+        assert int(row["requests"]) >= 300, row
+        assert float(row["rss_end_mb"]) > 0, row
 
 
 def test_wrk_output_is_parsed() -> None:
