@@ -5,6 +5,8 @@ The store test modules call these with their own stores (memory, SQLite, Redis).
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from wsgiprof.model import EndpointProfile, Frame, Weight
@@ -12,6 +14,7 @@ from wsgiprof.stores.base import (
     REQUEST_ROWS_PER_PROCESS,
     ProcessInfo,
     RequestRow,
+    Snapshot,
     Store,
     UnknownRunError,
 )
@@ -24,6 +27,41 @@ def _delta(requests: int, cpu: float = 0.01) -> dict[str, EndpointProfile]:
     profile = EndpointProfile("GET /", requests=requests, sampled=requests, cpu=cpu, wall=cpu)
     profile.stacks[(MAIN, LEAF)] = Weight(requests, cpu, cpu)
     return {"GET /": profile}
+
+
+def check_is_a_store(store: Store) -> None:
+    """``store`` has every method of the :class:`~wsgiprof.stores.base.Store` protocol, taking the
+    protocol's parameters (any more must be optional), and a new store reads an empty window.
+
+    The annotation ``store: Store`` is checked by mypy only; this runs, so a store missing a
+    method, or naming a parameter differently, fails the test suite too. Closes ``store``.
+    """
+    methods = [name for name, member in vars(Store).items() if inspect.isfunction(member)]
+    assert {"flush", "read", "read_requests"} <= set(methods)
+    for name in methods:
+        if name.startswith("_"):
+            continue
+        method = getattr(store, name, None)
+        assert callable(method), f"{type(store).__name__} has no method {name}()"
+        wanted = list(inspect.signature(getattr(Store, name)).parameters.values())[1:]
+        have = list(inspect.signature(method).parameters.values())
+        assert [(p.name, p.kind) for p in have[: len(wanted)]] == [
+            (p.name, p.kind) for p in wanted
+        ], f"{type(store).__name__}.{name}{inspect.signature(method)} differs from the protocol"
+        extra = have[len(wanted) :]
+        assert all(p.default is not inspect.Parameter.empty for p in extra), (
+            f"{type(store).__name__}.{name} requires more than the protocol's parameters"
+        )
+    try:
+        snapshot = store.read()
+        assert isinstance(snapshot, Snapshot)
+        assert (snapshot.endpoints, snapshot.processes, snapshot.lost_flushes) == ({}, [], 0)
+        assert snapshot.window_start <= snapshot.window_end
+        assert isinstance(store.window_start(), float)
+        assert store.read_requests() == []
+        assert store.list_runs() == []
+    finally:
+        store.close()
 
 
 def check_runs(store: Store) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from tests.store_contract import check_request_rows, check_runs
+from tests.store_contract import check_is_a_store, check_request_rows, check_runs
 from wsgiprof.model import EndpointProfile, Frame, Weight
-from wsgiprof.stores import MemoryStore, Store
+from wsgiprof.stores import MemoryStore
 from wsgiprof.stores.base import ProcessInfo
 
 MAIN = Frame("views.index", "/srv/app/views.py", 3)
@@ -24,9 +24,7 @@ def _delta(requests: int, samples: int = 1) -> dict[str, EndpointProfile]:
 
 
 def test_is_a_store() -> None:
-    store: Store = MemoryStore()
-
-    store.close()
+    check_is_a_store(MemoryStore())
 
 
 def test_flushes_merge() -> None:

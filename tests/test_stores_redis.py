@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,8 +25,9 @@ import psutil
 import pytest
 import redis
 
+import wsgiprof.stores.redis
 from tests.servers import RedisServer, ServerProcess, free_port, http_get, load
-from tests.store_contract import check_request_rows, check_runs
+from tests.store_contract import check_is_a_store, check_request_rows, check_runs
 from wsgiprof.model import EndpointProfile, Frame, Weight
 from wsgiprof.stores import available_schemes, open_store
 from wsgiprof.stores.base import ProcessInfo, Snapshot
@@ -37,6 +39,8 @@ LEAF = Frame("render", "/srv/app/render.py", 9)
 SLEEP = Frame("sleep", "<built-in>", 0, off_cpu=True)
 
 _names = itertools.count()
+#: Seconds a polled condition may take; generous, so only broken code reaches it.
+DEADLINE = 60.0
 
 
 def _profile(name: str, requests: int, samples: int = 1) -> EndpointProfile:
@@ -92,7 +96,36 @@ def make_store(redis_url: str, app_name: str) -> Iterator[Callable[..., RedisSto
         store.close()
 
 
+class FakeMonotonic:
+    """The store's back-off clock, driven by the test: ``wsgiprof.stores.redis`` reads
+    ``time.monotonic`` from a stand-in module whose wall clock (``time.time``) stays real."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        stand_in = types.SimpleNamespace(monotonic=lambda: self.now, time=time.time)
+        monkeypatch.setattr(wsgiprof.stores.redis, "time", stand_in)
+
+
+def count_round_trips(store: RedisStore) -> list[int]:
+    """Count every connection the store takes from its pool (one per command or transaction):
+    ``counter[0]`` grows by one each time the store talks to Redis."""
+    pool = store._state().client.connection_pool
+    taken = pool.get_connection
+    counter = [0]
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        counter[0] += 1
+        return taken(*args, **kwargs)
+
+    pool.get_connection = counting  # type: ignore[method-assign]
+    return counter
+
+
 # -- one process --------------------------------------------------------------------------------
+
+
+def test_is_a_store(make_store: Callable[..., RedisStore]) -> None:
+    check_is_a_store(make_store())
 
 
 def test_flush_then_read_round_trips(make_store: Callable[..., RedisStore]) -> None:
@@ -322,57 +355,94 @@ def test_redis_stopped_loses_flushes_quickly_and_reports_them(
     make_store: Callable[..., RedisStore],
     redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = make_store(retry_after=0.3)
+    clock = FakeMonotonic(monkeypatch)
+    # A refused connection must fail at once: with a 30 s timeout, waiting for it would show.
+    store = make_store(retry_after=0.3, timeout=30.0)
     reader = make_store()
     store.flush(_delta(1), ProcessInfo())
+    trips = count_round_trips(store)
     redis_server.stop()
     try:
         with caplog.at_level(logging.WARNING, logger="wsgiprof"):
-            for _ in range(3):
-                began = time.monotonic()
-                store.flush(_delta(1), ProcessInfo())
-                assert time.monotonic() - began < 1.0
-            store.flush({}, ProcessInfo())
             began = time.monotonic()
+            store.flush(_delta(1), ProcessInfo())
+            assert trips == [1]
+            for _ in range(2):
+                store.flush(_delta(1), ProcessInfo())
+            store.flush({}, ProcessInfo())
+            assert trips == [1], "no attempt while backing off"
             down = store.read()
-            assert time.monotonic() - began < 1.0
+            elapsed = time.monotonic() - began
     finally:
         redis_server.start()
 
+    assert elapsed < 10.0, "nothing waited for the 30 s timeout"
     assert down.lost_flushes == 3
     assert down.endpoints == {}
     flush_warnings = [r for r in caplog.records if "was lost" in r.getMessage()]
     assert len(flush_warnings) == 1
-    time.sleep(0.35)
+    assert trips == [2], "read() tries, even while flushes back off"
+    clock.now += 0.31  # the back-off is over
     store.flush(_delta(2), ProcessInfo())
+    assert trips == [3]
     assert reader.read().lost_flushes == 3
     assert store.read().lost_flushes == 3
     assert _requests(reader.read()) == {"GET /": 2}  # Redis came back empty (no persistence)
 
 
+def test_back_off_ends_after_retry_after_seconds(
+    make_store: Callable[..., RedisStore],
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeMonotonic(monkeypatch)
+    store = make_store(retry_after=0.3)
+    store.flush(_delta(1), ProcessInfo())
+    trips = count_round_trips(store)
+    redis_server.stop()
+    try:
+        store.flush(_delta(1), ProcessInfo())
+        clock.now += 0.29
+        store.flush(_delta(1), ProcessInfo())
+        assert trips == [1], "still backing off"
+        clock.now += 0.02
+        store.flush(_delta(1), ProcessInfo())
+        assert trips == [2], "tried again once retry_after passed"
+    finally:
+        redis_server.start()
+    clock.now += 0.31
+    store.flush(_delta(4), ProcessInfo())
+    snapshot = store.read()
+    assert snapshot.lost_flushes == 3
+    assert _requests(snapshot) == {"GET /": 4}
+
+
 def test_frozen_redis_delays_nothing_beyond_the_timeout(
     make_store: Callable[..., RedisStore], redis_server: RedisServer
 ) -> None:
-    store = make_store(timeout=0.2, retry_after=60)
+    timeout = 0.5
+    store = make_store(timeout=timeout, retry_after=3600)
     store.flush(_delta(1), ProcessInfo())
+    trips = count_round_trips(store)
     redis_server.pause()
     try:
         began = time.monotonic()
         store.flush(_delta(1), ProcessInfo())
         first = time.monotonic() - began
-        began = time.monotonic()
         store.flush(_delta(1), ProcessInfo())
-        paused = time.monotonic() - began
+        backing_off = trips[0]
         began = time.monotonic()
         snapshot = store.read()
         read = time.monotonic() - began
     finally:
         redis_server.resume()
 
-    assert 0.15 < first < 1.0
-    assert paused < 0.05, "no new attempt while backing off"
-    assert read < 1.0
+    # One try each, cut by the timeout: a second try would take another full timeout.
+    assert timeout * 0.95 <= first < 2 * timeout
+    assert backing_off == 1, "no new attempt while backing off"
+    assert timeout * 0.95 <= read < 2 * timeout
     assert snapshot.lost_flushes == 2
     store.read()  # a successful read ends the back-off
     store.flush(_delta(1), ProcessInfo())
@@ -565,15 +635,35 @@ def _worker_pids(server: ServerProcess) -> set[int]:
     return {child.pid for child in psutil.Process(server.pid).children(recursive=True)}
 
 
-def _wait_for(
-    url: str, done: Callable[[dict[str, Any]], bool], timeout: float = 15.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+def _wait_for(url: str, done: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    """Poll ``url``'s summary until ``done`` holds; fail naming ``what`` after :data:`DEADLINE`."""
+    deadline = time.monotonic() + DEADLINE
     while True:
         data = _summary(url)
-        if done(data) or time.monotonic() > deadline:
+        if done(data):
             return data
-        time.sleep(0.1)
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {DEADLINE:g} s waiting for {what}; last summary {data}")
+        time.sleep(0.05)
+
+
+def _listed(data: dict[str, Any]) -> set[int]:
+    return {int(p["pid"]) for p in data["processes"]}
+
+
+def _until_every_worker_served(hosts: list[ServerProcess]) -> None:
+    """Send requests on new connections until every worker of every host is listed (it served
+    and flushed): the kernel hands a connection to whichever worker accepts it first, so a load
+    can leave a worker without any."""
+    deadline = time.monotonic() + DEADLINE
+    workers = set().union(*(_worker_pids(srv) for srv in hosts))
+    while not workers <= _listed(_summary(hosts[0].url)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"workers {sorted(workers - _listed(_summary(hosts[0].url)))} served none")
+        for srv in hosts:
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(http_get, [srv.url + "/health"] * 8))
+            assert {status for status, _ in answers} == {200}
 
 
 @pytest.mark.server
@@ -587,13 +677,15 @@ def test_two_app_hosts_share_one_summary(
 
     assert set(load(one.url + "/report", 40, 4)) == {200}
     assert set(load(two.url + "/users/3", 30, 4)) == {200}
+    _until_every_worker_served([one, two])
 
     expected = {"GET /report": 40, "GET /users/<int:user_id>": 30}
+    workers = _worker_pids(one) | _worker_pids(two)
     for srv in (one, two):
-        data = _wait_for(srv.url, lambda d: _sampled_of(d, expected) == expected)
+        data = _wait_for(srv.url, lambda d: _sampled_of(d, expected) == expected, f"{expected}")
         assert _sampled_of(data, expected) == expected
-        pids = {int(p["pid"]) for p in data["processes"]}
-        assert len(pids & (_worker_pids(one) | _worker_pids(two))) == 4
+        assert workers <= _listed(data)
+        assert len(workers) == 4
         assert data["lost_flushes"] == 0
 
 
@@ -608,33 +700,47 @@ def test_redis_stopped_mid_load_fails_no_request_and_reports_the_loss(
     assert set(load(one.url + "/health", 20, 2)) == {200}
 
     stop = threading.Event()
+    lock = threading.Lock()
+    statuses: list[int] = []
 
-    def load_until_stopped(url: str) -> list[int]:
-        statuses: list[int] = []
+    def load_until_stopped(url: str) -> None:
         while not stop.is_set():
-            statuses.extend(load(url, 20, 4))
-        return statuses
+            answered = load(url, 20, 4)
+            with lock:
+                statuses.extend(answered)
+
+    def answered() -> int:
+        with lock:
+            return len(statuses)
 
     with ThreadPoolExecutor(2) as pool:
         loads = [
             pool.submit(load_until_stopped, srv.url + path)
             for srv, path in ((one, "/report"), (two, "/users/3"))
         ]
-        time.sleep(0.3)
-        redis_server.stop()
-        time.sleep(1.0)
-        down = _summary(one.url)
-        redis_server.start()
-        time.sleep(0.3)
-        stop.set()
-        statuses = [status for future in loads for status in future.result()]
+        try:
+            # Redis goes away while both hosts are busy and their data flows into it.
+            _wait_for(one.url, lambda d: d["totals"]["sampled"] > 20, "the load to be flushed")
+            redis_server.stop()
+            before = answered()
+            # While Redis is down the load goes on, and a worker reports its own losses.
+            down = _wait_for(
+                one.url,
+                lambda d: d["lost_flushes"] > 0 and answered() >= before + 80,
+                "a lost flush and 80 requests answered while Redis is down",
+            )
+        finally:
+            redis_server.start()
+            stop.set()
+            for future in loads:
+                future.result()
 
-    assert set(statuses) == {200}
-    assert len(statuses) >= 80
-    assert down["lost_flushes"] > 0, "while Redis is down a worker still reports its own losses"
-    data = _wait_for(one.url, lambda d: d["lost_flushes"] > 0)
-    assert data["lost_flushes"] > 0
-    assert _summary(two.url)["lost_flushes"] > 0
+    assert set(statuses) == {200}, "no request failed, with or without Redis"
+    assert down["lost_flushes"] > 0
+    # Back up (empty: no persistence), the workers report the flushes they lost.
+    for srv in (one, two):
+        data = _wait_for(srv.url, lambda d: d["lost_flushes"] > 0, "the losses in Redis")
+        assert data["lost_flushes"] > 0
 
 
 # -- saved runs and request rows --------------------------------------------------------------

@@ -10,22 +10,27 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pwd
+import shutil
 import signal
 import sqlite3
 import stat
+import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.store_contract import check_request_rows, check_runs
+from tests.servers import unavailable
+from tests.store_contract import check_is_a_store, check_request_rows, check_runs
 from wsgiprof.config import Config, default_store
 from wsgiprof.model import EndpointProfile, Frame, Stack, Weight
-from wsgiprof.stores import Store, available_schemes, open_store, sqlite_path
+from wsgiprof.stores import available_schemes, open_store, sqlite_path
 from wsgiprof.stores.base import ProcessInfo, Snapshot, UnknownRunError
 from wsgiprof.stores.codec import encode_delta
 from wsgiprof.stores.sqlite import _INHERITED, SCHEMA_VERSION, SqliteStore, SqliteStoreError
@@ -75,9 +80,7 @@ def path(tmp_path: Path) -> str:
 
 
 def test_is_a_store(path: str) -> None:
-    store: Store = SqliteStore(path)
-
-    store.close()
+    check_is_a_store(SqliteStore(path))
 
 
 def test_flush_then_read_round_trips(path: str) -> None:
@@ -195,14 +198,61 @@ def test_file_that_is_not_a_database_is_refused(path: str) -> None:
         SqliteStore(path)
 
 
-def test_unwritable_folder_is_reported(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root can write anywhere")
-    locked = tmp_path / "locked"
+def _writable_here_but_not_in_a_locked_folder(folder: Path) -> None:
+    """As the current user: a store can be created under ``folder``, but not under a folder of
+    it that the user may read and not write."""
+    SqliteStore(str(folder / "writable" / "sub" / "store.sqlite3")).close()
+    locked = folder / "locked"
     locked.mkdir(mode=0o500)
-
     with pytest.raises(SqliteStoreError, match="cannot create"):
         SqliteStore(str(locked / "sub" / "store.sqlite3"))
+
+
+def _as_user(user: pwd.struct_passwd, check: Callable[[], None]) -> None:
+    """Run ``check`` in a forked child that has dropped root's privileges to ``user``; whatever
+    it raises fails this test, with the child's traceback."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            check()
+            code = 0
+        except BaseException:
+            os.write(write_end, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"as {user.pw_name}:\n{report}"
+
+
+@pytest.mark.filterwarnings(
+    # The privileges are dropped in a forked child; Python 3.12+ warns when threads exist.
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
+def test_unwritable_folder_is_reported(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        _writable_here_but_not_in_a_locked_folder(tmp_path)
+        return
+    # Root can write anywhere: check as ``nobody``, in a folder it owns under /tmp (which it can
+    # traverse, unlike pytest's private temporary folder).
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        unavailable("running as root and there is no 'nobody' user to drop privileges to")
+    folder = Path(tempfile.mkdtemp(prefix="wsgiprof-unwritable-", dir="/tmp"))
+    try:
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        _as_user(nobody, lambda: _writable_here_but_not_in_a_locked_folder(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_threads_use_their_own_connections(path: str) -> None:
