@@ -2,15 +2,16 @@
 no browser is ever downloaded), against the example Flask app under a bounded load.
 
 Skipped when Chromium or Playwright is missing, except under ``CI`` where that fails instead.
-``WSGIPROF_SCREENSHOTS=1`` also saves ``docs/overview.png`` and ``docs/flamegraph.png``.
+:func:`test_screenshots` always takes the README's pictures and checks them;
+``WSGIPROF_SCREENSHOTS=1`` saves them as ``docs/overview.png`` and ``docs/flamegraph.png``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import struct
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,10 +221,8 @@ def test_overview(context: Any, site: Site) -> None:
 def test_flamegraph_zoom_search_and_modes(context: Any, site: Site) -> None:
     page = context.new_page()
     watch = Watch(page)
-    start = time.perf_counter()
     page.goto(site.page_url(f"/endpoints/{endpoint_id('GET /report')}"))
     page.wait_for_selector("#flame[data-ready='1']")
-    assert time.perf_counter() - start < 5
     full = _svg_width(page)
     render = _frame_width(page, "render_rows")
     assert 0 < render < full
@@ -315,29 +314,52 @@ def test_reset_refused_cross_site(context: Any, site: Site) -> None:
     assert page.locator("#endpoints tbody tr").count() >= 5
 
 
-@pytest.mark.skipif(
-    os.environ.get("WSGIPROF_SCREENSHOTS") != "1", reason="set WSGIPROF_SCREENSHOTS=1"
-)
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG file's header (its IHDR chunk)."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height
+
+
 def test_screenshots(
-    context: Any, threaded_server: Callable[[WSGIApplication], ThreadedServer]
+    context: Any, threaded_server: Callable[[WSGIApplication], ThreadedServer], tmp_path: Path
 ) -> None:
-    """The README's pictures, from real data of the example app (no hostile names here)."""
+    """The README's pictures, from real data of the example app (no hostile names here): taken
+    and checked on every run, saved into ``docs/`` with ``WSGIPROF_SCREENSHOTS=1``."""
     server = threaded_server(fresh_example_app())
     for path, count in (("/report", 30), ("/users/7", 30), ("/inventory", 10), ("/health", 30)):
-        load(f"{server.url}{path}", count, 1)
+        assert set(load(f"{server.url}{path}", count, 1)) == {200}
     site = Site(server.url, server)
-    docs = REPO_ROOT / "docs"
-    docs.mkdir(exist_ok=True)
+    if os.environ.get("WSGIPROF_SCREENSHOTS") == "1":
+        folder = REPO_ROOT / "docs"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path
     page = context.new_page()
+    watch = Watch(page)
     page.set_viewport_size({"width": 1280, "height": 860})
     page.goto(site.page_url("/"))
-    page.screenshot(path=str(docs / "overview.png"), full_page=True)
+    names = page.locator("#endpoints tbody th a").all_text_contents()
+    assert sorted(names) == [
+        "GET /health",
+        "GET /inventory",
+        "GET /report",
+        "GET /users/<int:user_id>",
+    ]
+    page.screenshot(path=str(folder / "overview.png"), full_page=True)
     page.goto(site.page_url(f"/endpoints/{endpoint_id('GET /report')}"))
     page.wait_for_selector("#flame[data-ready='1']")
     page.locator('#flame g.frame[aria-label^="render_rows"] rect').first.hover()
+    assert "render_rows" in page.locator("#flame-tip").text_content()
     page.screenshot(
-        path=str(docs / "flamegraph.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 860}
+        path=str(folder / "flamegraph.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 860}
     )
+    watch.clean()
+    width, height = _png_size(folder / "overview.png")
+    assert width == 1280
+    assert height >= 860
+    assert _png_size(folder / "flamegraph.png") == (1280, 860)
 
 
 # -- runs and the differential flamegraph -----------------------------------------------------

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -318,28 +319,77 @@ def test_endpoint_cap_bounds_memory_under_random_paths() -> None:
 
 # -- a real threaded server -----------------------------------------------------------------
 
+#: Five standard deviations of a binomial share: a bound that a correct engine misses about once
+#: in two million checks.
+SIGMAS = 5.0
+#: Enough samples that a share off by 0.15 (a 70/30 split read as 55/45) exceeds the bound.
+MIN_SAMPLES = 400
+#: Seconds a polled condition may take; generous, so only broken code reaches it.
+DEADLINE = 60.0
 
-def cpu_app() -> Flask:
+
+def spin(n: int) -> int:
+    """``n`` iterations of arithmetic, done in calls of 100: a call or a return every few
+    microseconds, so a sample is taken as soon as its interval is over, inside the function that
+    spends the time (a loop without calls is sampled only when it ends)."""
+    return sum(_spin_chunk(start, min(start + 100, n)) for start in range(0, n, 100))
+
+
+def _spin_chunk(start: int, stop: int) -> int:
+    total = 0
+    for i in range(start, stop):
+        total += i * i
+    return total
+
+
+class Truth:
+    """The thread CPU each timed function really used, summed over requests (the reference a
+    profile's estimate is checked against)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cpu: dict[str, float] = {}
+
+    def timed(self, name: str, work: Callable[[], int]) -> int:
+        start = time.thread_time()
+        result = work()
+        spent = time.thread_time() - start
+        with self._lock:
+            self.cpu[name] = self.cpu.get(name, 0.0) + spent
+        return result
+
+
+def cpu_app(truth: Truth) -> Flask:
+    """Endpoints of known cost. The timed functions are surrounded by untimed work longer than
+    the sampling interval (``prepare``, ``finish``), so the request's first sample, and the CPU
+    after its last one, never fall on them: what is checked is sampling, not the request's
+    edges."""
     app = Flask("cpu_app")
 
+    def prepare() -> int:
+        return spin(20_000)
+
+    def finish() -> int:
+        return spin(20_000)
+
     def render_invoice() -> int:
-        return burn(150_000)
+        return truth.timed("render_invoice", lambda: spin(150_000))
 
     def crunch_stats() -> int:
-        return burn(150_000)
+        return spin(150_000)
 
     def build_rows() -> int:
-        return burn(21_000)
+        return truth.timed("build_rows", lambda: spin(63_000))
 
     def render_rows() -> int:
-        return burn(49_000)
+        return truth.timed("render_rows", lambda: spin(147_000))
 
     def call_upstream() -> None:
         time.sleep(0.03)
 
     @app.get("/invoices/<int:invoice_id>")
     def invoice(invoice_id: int) -> str:
-        return str(render_invoice())
+        return str(prepare() + render_invoice() + finish())
 
     @app.get("/stats")
     def stats() -> str:
@@ -347,7 +397,7 @@ def cpu_app() -> Flask:
 
     @app.get("/report")
     def report() -> str:
-        return str([build_rows() + render_rows() for _ in range(3)])
+        return str(prepare() + build_rows() + render_rows() + finish())
 
     @app.get("/upstream")
     def upstream() -> str:
@@ -364,21 +414,33 @@ def cpu_app() -> Flask:
 
 def flask_endpoints(app: Flask, sampled: int = 0) -> dict[str, EndpointProfile]:
     """The app's profiles once ``sampled`` requests are recorded: a request is recorded when the
-    server closes its body, which can be just after the client has read the response."""
+    server closes its body, which can be just after the client has read the response. Fails
+    after :data:`DEADLINE` seconds."""
     middleware = app.wsgi_app
     assert isinstance(middleware, ProfilerMiddleware)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + DEADLINE
     while True:
         profiles = endpoints(middleware)
-        if sum(p.sampled for p in profiles.values()) >= sampled or time.monotonic() > deadline:
+        recorded = sum(p.sampled for p in profiles.values())
+        if recorded >= sampled:
             return profiles
+        if time.monotonic() > deadline:
+            pytest.fail(f"only {recorded} of {sampled} requests recorded after {DEADLINE:g} s")
         time.sleep(0.02)
 
 
+@dataclass
+class Served:
+    app: Flask
+    url: str
+    truth: Truth
+
+
 @pytest.fixture
-def served(threaded_server: Callable[[WSGIApplication], ThreadedServer]) -> tuple[Flask, str]:
-    app = cpu_app()
-    return app, threaded_server(app).url
+def served(threaded_server: Callable[[WSGIApplication], ThreadedServer]) -> Served:
+    truth = Truth()
+    app = cpu_app(truth)
+    return Served(app, threaded_server(app).url, truth)
 
 
 def hammer(urls: list[str], per_url: int, concurrency: int = 4) -> int:
@@ -399,35 +461,74 @@ def hammer(urls: list[str], per_url: int, concurrency: int = 4) -> int:
     return per_url * len(urls)
 
 
+def samples_of(stacks: dict[Stack, Weight], *names: str) -> int:
+    """Samples of the stacks that pass through any of ``names``."""
+    return sum(w.samples for s, w in stacks.items() if any(f.function in names for f in s))
+
+
+def assert_share(what: str, estimate: float, truth: float, samples: int) -> None:
+    """A share of CPU estimated from ``samples`` samples is within :data:`SIGMAS` standard
+    deviations of a binomial share of the true one (its variance floored at 0.02, as for shares
+    near 0 or 1), and there were enough samples for that bound to mean something."""
+    tolerance = SIGMAS * math.sqrt(max(truth * (1 - truth), 0.02) / samples)
+    print(f"{what}: {estimate:.1%} (truth {truth:.1%}, {samples} samples, ±{tolerance:.1%})")
+    assert samples >= MIN_SAMPLES, f"{what}: {samples} samples are too few for the bound"
+    assert estimate == pytest.approx(truth, abs=tolerance), what
+
+
+def hammer_until_sampled(served: Served, urls: list[str], per_url: int, *names: str) -> int:
+    """Send ``per_url`` requests to each of ``urls``, again until the stacks through ``names`` hold
+    :data:`MIN_SAMPLES` samples (at most ten rounds); return how many requests were sent."""
+    sent = 0
+    for _ in range(10):
+        sent += hammer(urls, per_url)
+        profiles = flask_endpoints(served.app, sent)
+        if sum(samples_of(p.stacks, *names) for p in profiles.values()) >= MIN_SAMPLES:
+            break
+    return sent
+
+
 @pytest.mark.server
-def test_concurrent_endpoints_each_hold_only_their_own_function(served: tuple[Flask, str]) -> None:
-    app, url = served
-    sent = hammer([url + "/invoices/17", url + "/stats"], per_url=40)
-    profiles = flask_endpoints(app, sent)
+def test_concurrent_endpoints_each_hold_only_their_own_function(served: Served) -> None:
+    urls = [served.url + "/invoices/17", served.url + "/stats"]
+    sent = hammer_until_sampled(served, urls, 40, "render_invoice")
+    profiles = flask_endpoints(served.app, sent)
     invoice, stats = profiles["GET /invoices/<int:invoice_id>"], profiles["GET /stats"]
-    assert (invoice.sampled, stats.sampled) == (40, 40)
+    assert (invoice.sampled, stats.sampled) == (sent // 2, sent // 2)
     assert "render_invoice" in functions(invoice)
     assert "crunch_stats" not in functions(invoice)
     assert "crunch_stats" in functions(stats)
     assert "render_invoice" not in functions(stats)
-    assert cpu_of(invoice.stacks, "render_invoice") > 0.8 * invoice.cpu
+    assert_share(
+        "render_invoice of its requests' CPU",
+        cpu_of(invoice.stacks, "render_invoice") / invoice.cpu,
+        served.truth.cpu["render_invoice"] / invoice.cpu,
+        sum(w.samples for w in invoice.stacks.values()),
+    )
 
 
 @pytest.mark.server
-def test_cpu_split_70_30_is_recovered_under_concurrency(served: tuple[Flask, str]) -> None:
-    app, url = served
-    sent = hammer([url + "/report", url + "/stats"], per_url=40)
-    report = flask_endpoints(app, sent)["GET /report"]
+def test_cpu_split_70_30_is_recovered_under_concurrency(served: Served) -> None:
+    urls = [served.url + "/report", served.url + "/stats"]
+    sent = hammer_until_sampled(served, urls, 40, "build_rows", "render_rows")
+    report = flask_endpoints(served.app, sent)["GET /report"]
     rows, render = cpu_of(report.stacks, "build_rows"), cpu_of(report.stacks, "render_rows")
-    print(f"render_rows {render / (rows + render):.1%} of the two (by construction 70%)")
-    assert render / (rows + render) == pytest.approx(0.7, abs=0.10)
+    true_rows, true_render = served.truth.cpu["build_rows"], served.truth.cpu["render_rows"]
+    assert true_render / (true_rows + true_render) == pytest.approx(0.7, abs=0.05)
+    assert_share(
+        "render_rows of the two (by construction 70%)",
+        render / (rows + render),
+        true_render / (true_rows + true_render),
+        samples_of(report.stacks, "build_rows", "render_rows"),
+    )
 
 
 @pytest.mark.server
-def test_waiting_endpoint_is_mostly_off_cpu(served: tuple[Flask, str]) -> None:
-    app, url = served
-    sent = hammer([url + "/upstream", url + "/stats"], per_url=20)
-    upstream = flask_endpoints(app, sent)["GET /upstream"]
+def test_waiting_endpoint_is_mostly_off_cpu(served: Served) -> None:
+    sent = hammer([served.url + "/upstream", served.url + "/stats"], per_url=20)
+    upstream = flask_endpoints(served.app, sent)["GET /upstream"]
+    assert upstream.sampled == 20
+    # Each request sleeps 30 ms at least and computes far less: no load makes that CPU grow.
     assert upstream.cpu / upstream.wall < 0.3
     waits = [(s, w) for s, w in upstream.stacks.items() if s[-1].off_cpu]
     assert waits
@@ -436,10 +537,11 @@ def test_waiting_endpoint_is_mostly_off_cpu(served: tuple[Flask, str]) -> None:
 
 
 @pytest.mark.server
-def test_gil_releasing_hash_stays_on_cpu(served: tuple[Flask, str]) -> None:
-    app, url = served
-    sent = hammer([url + "/hash", url + "/stats"], per_url=20)
-    hashes = flask_endpoints(app, sent)["GET /hash"]
+def test_gil_releasing_hash_stays_on_cpu(served: Served) -> None:
+    sent = hammer([served.url + "/hash", served.url + "/stats"], per_url=20)
+    hashes = flask_endpoints(served.app, sent)["GET /hash"]
+    assert hashes.sampled == 20
+    # One C call of ~10 ms per request: the sample at its return holds all of its CPU.
     assert cpu_of(hashes.stacks, "pbkdf2_hmac") > 0.7 * hashes.cpu
 
 
