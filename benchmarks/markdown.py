@@ -153,25 +153,26 @@ def _soak_target(rows: Sequence[SoakRow]) -> tuple[str, str, bool | None]:
     for engine in dict.fromkeys(r.engine for r in rows):
         mine = [r for r in rows if r.engine == engine]
         crashes = sum(r.crashes for r in mine)
+        hangs = sum(r.hangs for r in mine)
         profiled = sum(r.profiled for r in mine)
-        crashed = crashed or crashes > 0
+        crashed = crashed or crashes > 0 or hangs > 0
         enough = enough and profiled >= SOAK_PROFILED_TARGET
         parts.append(
-            f"{engine}: {crashes} crashes in {sum(r.requests for r in mine):,} requests "
-            f"({profiled:,} profiled)"
+            f"{engine}: {crashes} crashes, {hangs} hangs in {sum(r.requests for r in mine):,} "
+            f"requests ({profiled:,} profiled)"
         )
     ok = False if crashed else (True if enough else None)
     detail = "; ".join(parts)
     if ok is None:
         detail += f" (fewer than {SOAK_PROFILED_TARGET:,} profiled per engine: not judged)"
     return (
-        f"Crash soak: no crash in {SOAK_PROFILED_TARGET:,} profiled requests per engine",
+        f"Crash soak: no crash or hang in {SOAK_PROFILED_TARGET:,} profiled requests per engine",
         detail,
         ok,
     )
 
 
-def _soak_table(rows: Sequence[SoakRow], *, first_crash: bool = False) -> list[str]:
+def _soak_table(rows: Sequence[SoakRow], *, first_failure: bool = False) -> list[str]:
     header = [
         "engine",
         "rate",
@@ -179,6 +180,7 @@ def _soak_table(rows: Sequence[SoakRow], *, first_crash: bool = False) -> list[s
         "requests",
         "profiled",
         "crashes (signals)",
+        "hangs",
         "children",
         "req/s",
         "RSS start → end (MB)",
@@ -186,8 +188,8 @@ def _soak_table(rows: Sequence[SoakRow], *, first_crash: bool = False) -> list[s
         "GC passes / request",
         "client errors",
     ]
-    if first_crash:
-        header.append("first crash after (requests)")
+    if first_failure:
+        header.append("first crash or hang after (requests)")
     header.append("note")
     table = []
     for r in rows:
@@ -199,6 +201,7 @@ def _soak_table(rows: Sequence[SoakRow], *, first_crash: bool = False) -> list[s
             f"{r.requests:,}",
             f"{r.profiled:,}",
             f"{r.crashes} ({r.signals})" if r.signals else str(r.crashes),
+            str(r.hangs),
             str(r.children),
             _f(r.rps, 0),
             f"{_f(r.rss_start_mb, 1)} → {_f(r.rss_end_mb, 1)}",
@@ -206,8 +209,8 @@ def _soak_table(rows: Sequence[SoakRow], *, first_crash: bool = False) -> list[s
             f"{r.collections / per:.2f}",
             str(r.errors),
         ]
-        if first_crash:
-            line.append("" if r.first_crash_after is None else f"{r.first_crash_after:,}")
+        if first_failure:
+            line.append("" if r.first_failure_after is None else f"{r.first_failure_after:,}")
         line.append(r.note.replace("|", "/"))
         table.append(line)
     return _table(header, table)
@@ -222,8 +225,10 @@ def soak_section(results: Results) -> list[str]:
         "Why: the pyinstrument engine once segfaulted apps on CPython 3.11 (fixed in 22c9dc6) "
         "when the first sample of a request fell in a finalizer run by a garbage-collection pass "
         "inside the profile hook. Each scenario (engine x sample rate x transport) runs in a child "
-        "process of its own; a crash is the child's exit by a signal, after which a fresh child "
-        "takes over, so every crash is counted. Transports: `inprocess` = the WSGI callable "
+        "process of its own; a crash is the child's exit by a signal, a hang a child the parent "
+        f"killed because it served no request for {soak.HANG_S:.0f} s (or did not start or stop "
+        "in time); after either a fresh child takes over, so every one is counted. Transports: "
+        "`inprocess` = the WSGI callable "
         "called in a loop by the child; `threaded` = werkzeug's threaded server in the child on "
         f"127.0.0.1, {soak.CLIENT_THREADS} client connections at once from the parent (werkzeug "
         "closes every connection, so each request has its own server thread, up to "
@@ -261,7 +266,7 @@ def soak_section(results: Results) -> list[str]:
             "```",
             "",
         ]
-        lines += _soak_table(before, first_crash=True)
+        lines += _soak_table(before, first_failure=True)
     return lines
 
 

@@ -14,8 +14,11 @@ connections from this process, so that many server threads serve at once). Each 
 a child process (``python -X faulthandler -m benchmarks.soak --child ...``), so a segfault shows
 as the child's exit by a signal (a negative return code) instead of killing the harness. A child
 that dies is replaced by a fresh one until the scenario has its requests or its time is up, so a
-row counts every crash, not only the first. Every child is bounded in requests and in time (the
-parent kills a child that outlives its deadline; that is a timeout, not a crash).
+row counts every crash, not only the first. A child that stops serving (no request done for
+:data:`HANG_S` seconds, not ready in :data:`READY_S`, not gone :data:`STOP_GRACE_S` after its
+load) is killed and counted as a hang, then replaced too: a profiler corrupting the interpreter
+can also leave a thread spinning with the GIL held. Every child is bounded in requests and in time
+(the parent kills a child that outlives its deadline; that is a timeout, not a crash).
 
 The app (:func:`garbage_app`) makes garbage like real apps: objects in reference cycles whose
 ``__del__`` runs Python code (ORM objects and their sessions, parent/child back references),
@@ -85,6 +88,8 @@ ROUTES: tuple[str, ...] = ("/cycles", "/generators", "/weakrefs", "/mixed")
 PROGRESS_EVERY_S = 0.5
 MAX_CHILDREN = 200
 KILL_GRACE_S = 20.0
+READY_S = 60.0
+HANG_S = 60.0
 STOP_GRACE_S = 30.0
 THIS_CHECKOUT = "this checkout"
 _COUNTS = struct.Struct("<4q")  # requests, profiled, finalizers, collections
@@ -406,7 +411,8 @@ class SoakRow:
     children: int = 0
     crashes: int = 0
     signals: str = ""
-    first_crash_after: int | None = None
+    hangs: int = 0
+    first_failure_after: int | None = None
     returncodes: str = ""
     errors: int = 0
     finalizers: int = 0
@@ -433,6 +439,49 @@ class _ChildOutcome:
     errors: int = 0
     fatal: str = ""
     stderr: list[str] = field(default_factory=list)
+    hung: str = ""
+
+
+class _Watchdog:
+    """Kills a child that is stuck: not ready in :data:`READY_S`, no request served for
+    :data:`HANG_S` while loaded, or not gone :data:`STOP_GRACE_S` after its load ended. The
+    reason is left in ``outcome.hung``."""
+
+    def __init__(self, child: subprocess.Popen[str], counts: str, outcome: _ChildOutcome) -> None:
+        self._child = child
+        self._counts = counts
+        self._outcome = outcome
+        self._phase = "starting"
+        self._since = time.monotonic()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="soak-watchdog", daemon=True)
+        self._thread.start()
+
+    def enter(self, phase: str) -> None:
+        """The child is now ``loading`` or ``stopping``."""
+        self._phase, self._since = phase, time.monotonic()
+
+    def finish(self) -> None:
+        self._finished.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        served = -1
+        while not self._finished.wait(1.0) and self._child.poll() is None:
+            now = time.monotonic()
+            if self._phase == "loading":
+                latest = _read_counts(self._counts)[0]
+                if latest != served:
+                    served, self._since = latest, now
+                limit, why = HANG_S, f"no request served for {HANG_S:.0f} s"
+            elif self._phase == "starting":
+                limit, why = READY_S, f"not ready after {READY_S:.0f} s"
+            else:
+                limit, why = STOP_GRACE_S, f"still running {STOP_GRACE_S:.0f} s after its load"
+            if now - self._since > limit:
+                self._outcome.hung = why
+                self._child.kill()
+                return
 
 
 def _signal_name(number: int) -> str:
@@ -548,6 +597,7 @@ def _run_child(spec: dict[str, Any]) -> _ChildOutcome:
         lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         reader = threading.Thread(target=_read_lines, args=(child.stdout, lines), daemon=True)
         reader.start()
+        watchdog = _Watchdog(child, counts.name, outcome)
         deadline = time.monotonic() + seconds + KILL_GRACE_S
         started = time.monotonic()
         ended = False
@@ -565,8 +615,11 @@ def _run_child(spec: dict[str, Any]) -> _ChildOutcome:
             if message["event"] == "ready":
                 outcome.ready = message
                 started = time.monotonic()
+                watchdog.enter("loading")
+            elif message["event"] == "done":
+                outcome.done = True
+                watchdog.enter("stopping")
             outcome.last = message
-            outcome.done = outcome.done or message["event"] == "done"
 
         while not outcome.ready and not ended and time.monotonic() < deadline:
             take(deadline - time.monotonic())
@@ -574,6 +627,7 @@ def _run_child(spec: dict[str, Any]) -> _ChildOutcome:
             outcome.requests, outcome.errors = _load(
                 int(outcome.ready["port"]), spec, started + seconds, child
             )
+            watchdog.enter("stopping")
             with contextlib.suppress(OSError):
                 child.stdin.write("stop\n")
                 child.stdin.flush()
@@ -586,6 +640,7 @@ def _run_child(spec: dict[str, Any]) -> _ChildOutcome:
             outcome.killed = True
             child.kill()
             outcome.returncode = child.wait()
+        watchdog.finish()
         with contextlib.suppress(OSError):
             child.stdin.close()
         served, outcome.profiled, outcome.finalizers, outcome.collections = _read_counts(
@@ -673,14 +728,21 @@ def run_scenario(
         if outcome.killed:
             notes.append(f"child {row.children} killed after its deadline")
             break
+        if outcome.hung:
+            row.hangs += 1
+            if row.hangs == 1:
+                notes.append(f"first hang: {outcome.hung}, killed")
+            if row.first_failure_after is None:
+                row.first_failure_after = row.requests
+            continue
         if code < 0:
             name = _signal_name(-code)
             signals[name] = signals.get(name, 0) + 1
             row.crashes += 1
-            if row.first_crash_after is None:
-                row.first_crash_after = row.requests
-                if outcome.fatal:
-                    notes.append(f"first crash: {outcome.fatal}")
+            if row.crashes == 1 and outcome.fatal:
+                notes.append(f"first crash: {outcome.fatal}")
+            if row.first_failure_after is None:
+                row.first_failure_after = row.requests
             continue
         if code != 0 or not outcome.done:
             notes.append(f"child {row.children} exited with {code}: {outcome.fatal}")
@@ -728,6 +790,7 @@ def run(
                     label=label,
                 )
                 crashes = f"{row.crashes} crashes" + (f" ({row.signals})" if row.signals else "")
+                crashes += f", {row.hangs} hangs"
                 progress(
                     f"soak {engine} rate {rate:g} {transport}: {row.requests:,} requests "
                     f"({row.profiled:,} profiled) in {row.seconds:.1f} s, {row.rps:.0f}/s, "
@@ -756,7 +819,8 @@ COLUMNS: tuple[str, ...] = (
     "children",
     "crashes",
     "signals",
-    "first_crash_after_requests",
+    "hangs",
+    "first_failure_after_requests",
     "returncodes",
     "client_errors",
     "finalizers",
@@ -784,7 +848,8 @@ def csv_row(row: SoakRow) -> list[object]:
         row.children,
         row.crashes,
         row.signals,
-        "" if row.first_crash_after is None else row.first_crash_after,
+        row.hangs,
+        "" if row.first_failure_after is None else row.first_failure_after,
         row.returncodes,
         row.errors,
         row.finalizers,
@@ -821,8 +886,9 @@ def read_csv(path: Path) -> list[SoakRow]:
                 children=int(r["children"]),
                 crashes=int(r["crashes"]),
                 signals=r["signals"],
-                first_crash_after=int(r["first_crash_after_requests"])
-                if r["first_crash_after_requests"]
+                hangs=int(r["hangs"]),
+                first_failure_after=int(r["first_failure_after_requests"])
+                if r["first_failure_after_requests"]
                 else None,
                 returncodes=r["returncodes"],
                 errors=int(r["client_errors"]),

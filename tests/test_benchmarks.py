@@ -29,6 +29,7 @@ EXPECTED_COLUMNS = {
         "rss_end_mb",
         "crashes",
         "signals",
+        "hangs",
         "returncodes",
     },
 }
@@ -82,6 +83,7 @@ def test_smoke_run_writes_every_output(tmp_path: Path) -> None:
     }
     for row in soak_rows:
         assert int(row["crashes"]) == 0, row
+        assert int(row["hangs"]) == 0, row
         assert int(row["requests"]) >= 300, row
         assert float(row["rss_end_mb"]) > 0, row
 
