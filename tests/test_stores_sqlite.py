@@ -681,6 +681,7 @@ def test_a_process_killed_while_flushing_corrupts_nothing(path: str) -> None:
     deadline = time.monotonic() + 30
     while committed.value < 6 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert committed.value >= 6, "the victims flush before they are killed"
     for number, victim in enumerate(victims):
         time.sleep(0.05 + 0.037 * number)
         assert victim.pid is not None
