@@ -17,6 +17,7 @@ import pytest
 from pyinstrument import Profiler
 from pyinstrument.stack_sampler import get_stack_sampler
 
+from tests.servers import unavailable
 from wsgiprof.engines.base import Capture, EngineUnavailableError
 from wsgiprof.engines.pyinstrument import MIN_INTERVAL_FRACTION, PyinstrumentEngine
 from wsgiprof.model import OUTSIDE_APP, UNSAMPLED, Stack, Weight
@@ -343,7 +344,10 @@ def price_order() -> float:
 def test_wait_inside_psycopg2_is_not_charged_as_cpu(postgres_dsn: str) -> None:
     """psycopg2 blocks in ``cursor.execute`` without any frame of its own, so pyinstrument's wall
     samples charge the round trip to the line that called it. Its CPU weight must stay small."""
-    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        import psycopg2
+    except ImportError:
+        unavailable("psycopg2 is not installed (the tests dependency group)")
     engine = PyinstrumentEngine(interval=0.001)
     truth = {"validate_order": 0.0, "price_order": 0.0, "load_customer": 0.0}
     measured = {"validate_order": 0.0, "price_order": 0.0, "load_customer": 0.0, "other": 0.0}
@@ -400,7 +404,8 @@ def test_wait_inside_psycopg2_is_not_charged_as_cpu(postgres_dsn: str) -> None:
         f"(truth {truth['validate_order'] / total:.1%}), price "
         f"{measured['price_order'] / total:.1%} (truth {truth['price_order'] / total:.1%})"
     )
-    assert walls["load_customer"] / walls["all"] > 0.3, "the wait dominates wall time"
+    wall_share = walls["load_customer"] / walls["all"]
+    assert wall_share > max(0.15, 3 * truth["load_customer"] / total), "a wait, in wall time"
     for name in ("load_customer", "validate_order", "price_order"):
         share = truth[name] / total
         assert measured[name] / total == pytest.approx(share, abs=share_tolerance(share, samples))

@@ -22,7 +22,7 @@ from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client, EnvironBuilder
 
 import wsgiprof
-from tests.servers import ThreadedServer, load
+from tests.servers import ThreadedServer, load, unavailable
 from wsgiprof import Config, ConfigError, ProfilerMiddleware
 from wsgiprof.model import EndpointProfile, Stack, Weight
 
@@ -555,7 +555,10 @@ def test_psycopg2_wait_is_not_charged_as_cpu_to_its_caller(
 ) -> None:
     """The hard case: psycopg2 blocks inside ``cursor.execute`` with no frame of its own, so the
     wall samples of the round trip land on the Python line that called it."""
-    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        import psycopg2
+    except ImportError:
+        unavailable("psycopg2 is not installed (the tests dependency group)")
     truth = {"load_order": 0.0, "all": 0.0}
     lock = threading.Lock()
     # werkzeug's threaded server starts a thread per request: connections come from a pool made
@@ -601,7 +604,9 @@ def test_psycopg2_wait_is_not_charged_as_cpu_to_its_caller(
     print(f"load_order: {share:.1%} of CPU (truth {true_share:.1%}), {wall_share:.1%} of wall")
     for connection in connections:
         connection.close()
-    assert wall_share > 0.3
+    # The round trip takes far more of the wall time than of the CPU (a fifth of the wall time
+    # even with every core busy, which stretches the CPU work).
+    assert wall_share > max(0.15, 3 * true_share)
     samples = sum(w.samples for w in profile.stacks.values())
     # Four standard deviations of a share estimated from that many samples (binomial).
     tolerance = 4 * math.sqrt(max(true_share * (1 - true_share), 0.02) / samples)

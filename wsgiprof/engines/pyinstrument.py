@@ -17,7 +17,8 @@ start a GC pass whose finalizers run Python code with profiling on, and replacin
 frees it under the hook (a segfault). So the interval never changes during a request, a profile
 stopped on another thread (or by a finalizer during a GC pass) stays subscribed, ignoring its
 samples, until the next :meth:`PyinstrumentEngine.start` on its thread removes it, and only
-pyinstrument's public ``StackSampler.subscribe``/``unsubscribe`` are used.
+pyinstrument's public ``StackSampler.subscribe``/``unsubscribe``/``subscribers`` are used (the same
+in 5.0.0 and 5.1.3, whose ``stat_profile.c`` profile function is identical: hence ``>=5.0,<6``).
 
 Sampling interval. Each profiled request is sampled at its own interval, drawn uniformly between
 :data:`MIN_INTERVAL_FRACTION` of ``interval`` and ``interval`` when the request starts, and never
