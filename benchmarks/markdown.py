@@ -145,24 +145,42 @@ def targets(results: Results) -> list[tuple[str, str, bool | None]]:
     return out
 
 
-def _soak_target(rows: Sequence[SoakRow]) -> tuple[str, str, bool | None]:
-    """No crash in the soak, judged once every engine had enough profiled requests."""
-    parts = []
-    crashed = False
-    enough = True
+def _soak_totals(rows: Sequence[SoakRow]) -> list[tuple[str, int, int, int, int]]:
+    """Per engine: name, requests, profiled, crashes, hangs."""
+    totals = []
     for engine in dict.fromkeys(r.engine for r in rows):
         mine = [r for r in rows if r.engine == engine]
-        crashes = sum(r.crashes for r in mine)
-        hangs = sum(r.hangs for r in mine)
-        profiled = sum(r.profiled for r in mine)
-        crashed = crashed or crashes > 0 or hangs > 0
-        enough = enough and profiled >= SOAK_PROFILED_TARGET
-        parts.append(
-            f"{engine}: {crashes} crashes, {hangs} hangs in {sum(r.requests for r in mine):,} "
-            f"requests ({profiled:,} profiled)"
+        totals.append(
+            (
+                engine,
+                sum(r.requests for r in mine),
+                sum(r.profiled for r in mine),
+                sum(r.crashes for r in mine),
+                sum(r.hangs for r in mine),
+            )
         )
+    return totals
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _soak_totals_text(rows: Sequence[SoakRow]) -> str:
+    return "; ".join(
+        f"{engine}: {_count(crashes, 'crash', 'crashes')}, {_count(hangs, 'hang', 'hangs')} in "
+        f"{requests:,} requests ({profiled:,} profiled)"
+        for engine, requests, profiled, crashes, hangs in _soak_totals(rows)
+    )
+
+
+def _soak_target(rows: Sequence[SoakRow]) -> tuple[str, str, bool | None]:
+    """No crash in the soak, judged once every engine had enough profiled requests."""
+    totals = _soak_totals(rows)
+    crashed = any(crashes or hangs for *_, crashes, hangs in totals)
+    enough = all(profiled >= SOAK_PROFILED_TARGET for _, _, profiled, _, _ in totals)
     ok = False if crashed else (True if enough else None)
-    detail = "; ".join(parts)
+    detail = _soak_totals_text(rows)
     if ok is None:
         detail += f" (fewer than {SOAK_PROFILED_TARGET:,} profiled per engine: not judged)"
     return (
@@ -249,10 +267,14 @@ def soak_section(results: Results) -> list[str]:
             f"Run by `python -m benchmarks{_flag(results.mode)} --only soak` ({results.mode} "
             f"mode): each scenario until {mode.soak_requests:,} requests were served (at rate "
             f"1.0: profiled), for at least {mode.soak_min_seconds:.0f} s and at most "
-            f"{mode.soak_seconds:.0f} s; raw data `results/soak.csv`.",
+            f"{mode.soak_seconds:.0f} s; raw data `results/soak.csv`. Started "
+            f"{results.machine.get('date', '?')}, load average "
+            f"{results.machine.get('load average at start', '?')} (a shared machine: req/s "
+            "varies with the neighbours).",
             "",
         ]
     lines += _soak_table(results.soak)
+    lines += [f"Totals: {_soak_totals_text(results.soak)}.", ""]
     before = results.soak_before_fix
     if before:
         lines += ["### Before the fix", ""]
@@ -267,6 +289,7 @@ def soak_section(results: Results) -> list[str]:
             "",
         ]
         lines += _soak_table(before, first_failure=True)
+        lines += [f"Totals: {_soak_totals_text(before)}.", ""]
     return lines
 
 
