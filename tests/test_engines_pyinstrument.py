@@ -180,6 +180,15 @@ def test_extra_off_cpu_names_mark_leaves() -> None:
     assert any(leaf.function == "sleep" and leaf.off_cpu for leaf in leaves)
 
 
+def test_stacks_of_short_lived_threads_share_one_cache_entry(engine: PyinstrumentEngine) -> None:
+    """pyinstrument's call stacks start with the thread's name and id; a server that starts a
+    thread per request (werkzeug's threaded server) must not grow the stack cache per request."""
+    entry = ("app.py", 1, 3)
+    first = engine.to_stack(["Thread-1\x00<thread>\x001", "handler\x00app.py\x0010"], entry)
+    second = engine.to_stack(["Thread-2\x00<thread>\x002", "handler\x00app.py\x0010"], entry)
+    assert first is second
+
+
 def test_second_profile_on_the_same_thread_is_refused(engine: PyinstrumentEngine) -> None:
     active = engine.start()
     try:

@@ -217,7 +217,9 @@ class PyinstrumentEngine:
         which the server iterates a streamed body) or, without one, below the function that called
         :meth:`PyinstrumentEngine.start`. A sample outside both becomes ``(OUTSIDE_APP,)``.
         """
-        key = (entry, tuple(call_stack))
+        # Without the first element (the thread's name and id): a server that starts a thread
+        # per request would otherwise fill the cache with one copy of each stack per request.
+        key = (entry, tuple(call_stack[1:]))
         stack = self._stacks.get(key)
         if stack is not None:
             return stack
