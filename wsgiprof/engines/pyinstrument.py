@@ -140,12 +140,7 @@ class PyinstrumentEngine:
 
     name = "pyinstrument"
 
-    def __init__(
-        self,
-        *,
-        interval: float = 0.001,
-        off_cpu_functions: Iterable[str] = (),
-    ) -> None:
+    def __init__(self, *, interval: float = 0.001, off_cpu_functions: Iterable[str] = ()) -> None:
         self.interval = interval
         self._random = random.Random().uniform
         self._extra_off_cpu = frozenset(off_cpu_functions)
@@ -174,11 +169,7 @@ class PyinstrumentEngine:
         interval = self._random(MIN_INTERVAL_FRACTION * self.interval, self.interval)
         profile = PyinstrumentProfile(self, entry, interval)
         try:
-            sampler.subscribe(
-                profile.on_sample,
-                desired_interval=interval,
-                use_async_context=False,
-            )
+            sampler.subscribe(profile.on_sample, desired_interval=interval, use_async_context=False)
         except (RuntimeError, ValueError) as exc:
             raise EngineUnavailableError(str(exc)) from exc
         return profile
@@ -416,8 +407,8 @@ class PyinstrumentProfile:
         tail = previous or stacks.setdefault(_OUTSIDE, Weight())
         tail.wall += max(wall_total - wall_sum, 0.0)
         tail_cpu = max(self._cpu_start + cpu_total - cpu_before, 0.0)
-        computed = sum(w.cpu for w in stacks.values())
-        if after_wait and computed > 0:
+        computed = sum(w.cpu for w in stacks.values()) if after_wait else 0.0
+        if computed > 0:
             # The last sample came right after a wait: what ran from there to the end (the code
             # using a query's result, say) was not sampled, and is not the wait. It is spread
             # over the request's CPU in proportion, rather than charged to the waiting line.
