@@ -27,6 +27,7 @@ import contextlib
 import http.client
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +70,7 @@ __all__ = [
     "postgres_dsn",
     "python_module_argv",
     "redis_server",
+    "run_forked",
     "server_process",
     "threaded_server",
     "unavailable",
@@ -92,6 +95,45 @@ def unavailable(reason: str) -> NoReturn:
 def in_ci() -> bool:
     """True when the ``CI`` environment variable is set to a truthy value."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def run_forked(work: Callable[[], bytes], *, timeout: float) -> tuple[int, bytes]:
+    """Fork; the child runs ``work`` and sends what it returns through a pipe (or, if it raises,
+    its traceback) and exits 0 (or 1). Returns the child's exit code and that output. A child
+    that sends nothing for ``timeout`` seconds is killed and the test fails."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code, output = 1, b""
+        try:
+            os.close(read_end)
+            output = work()
+            code = 0
+        except BaseException:
+            output = traceback.format_exc().encode()
+        finally:
+            try:
+                os.write(write_end, output)
+            finally:
+                os._exit(code)
+    os.close(write_end)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([read_end], [], [], max(left, 0.0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"forked child {pid} hung for {timeout} s")
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks)
 
 
 def free_port() -> int:

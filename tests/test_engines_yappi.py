@@ -11,8 +11,6 @@ import json
 import marshal
 import os
 import pstats
-import select
-import signal
 import sys
 import threading
 import time
@@ -25,7 +23,7 @@ import yappi
 from werkzeug.test import Client
 
 import wsgiprof.engines
-from tests.servers import ThreadedServer, load
+from tests.servers import ThreadedServer, load, run_forked
 from wsgiprof import Config, ConfigError, ProfilerMiddleware
 from wsgiprof.engines import create_engine
 from wsgiprof.engines.yappi import YappiEngine, build_call_graph
@@ -415,37 +413,13 @@ def run_child(middleware: ProfilerMiddleware, requests: int) -> dict[str, Any]:
 
 
 def fork_and_report(middleware: ProfilerMiddleware, requests: int) -> dict[str, Any]:
-    """Fork; the child runs :func:`run_child` and writes JSON to a pipe. The parent gives it
+    """Fork; the child runs :func:`run_child` and sends its report as JSON. The parent gives it
     ``FORK_TIMEOUT`` seconds, then kills it and fails."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(read_end)
-            os.write(write_end, json.dumps(run_child(middleware, requests)).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + FORK_TIMEOUT
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([read_end], [], [], max(left, 0.0))
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                pytest.fail(f"forked child {pid} hung for {FORK_TIMEOUT} s")
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_end)
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    result: dict[str, Any] = json.loads(b"".join(chunks))
+    code, output = run_forked(
+        lambda: json.dumps(run_child(middleware, requests)).encode(), timeout=FORK_TIMEOUT
+    )
+    assert code == 0, output.decode(errors="replace")
+    result: dict[str, Any] = json.loads(output)
     return result
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import unavailable
+from tests.servers import run_forked, unavailable
 from tests.store_contract import check_is_a_store, check_request_rows, check_runs
 from wsgiprof.config import Config, default_store
 from wsgiprof.model import EndpointProfile, Frame, Stack, Weight
@@ -211,26 +211,16 @@ def _writable_here_but_not_in_a_locked_folder(folder: Path) -> None:
 def _as_user(user: pwd.struct_passwd, check: Callable[[], None]) -> None:
     """Run ``check`` in a forked child that has dropped root's privileges to ``user``; whatever
     it raises fails this test, with the child's traceback."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-            check()
-            code = 0
-        except BaseException:
-            os.write(write_end, traceback.format_exc().encode())
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        report = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"as {user.pw_name}:\n{report}"
+
+    def dropped() -> bytes:
+        os.setgroups([])
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+        check()
+        return b""
+
+    code, report = run_forked(dropped, timeout=60)
+    assert code == 0, f"as {user.pw_name}:\n{report.decode(errors='replace')}"
 
 
 @pytest.mark.filterwarnings(
