@@ -124,3 +124,18 @@ def test_folded_shares() -> None:
     assert result["acc_loop"] == pytest.approx(0.75)
     assert result["acc_json"] == pytest.approx(0.25)
     assert result["acc_calls"] == 0.0
+
+
+def test_hookfree_comparison_runs_every_mode() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hookfree", "--requests", "3", "--threads", "2"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [line.split()[0] for line in done.stdout.splitlines()[2:] if line[:1].strip()]
+    assert rows == ["none", "pyspy-gil", "pyspy-all", "stack"], done.stdout
+    assert done.stdout.count("profile") == 3, done.stdout
