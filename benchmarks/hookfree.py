@@ -22,7 +22,6 @@ The samples reach a loopback receiver in the child through pyroscope's push API.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import http.server
 import importlib
@@ -32,120 +31,15 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.apps import acc_calls, acc_loop, acc_wait
+from wsgiprof.engines.pushreader import pprof_samples, push_profiles
 
 MODES: tuple[str, ...] = ("none", "pyspy-gil", "pyspy-all", "stack")
 FUNCTIONS: tuple[str, ...] = ("acc_loop", "acc_calls", "pbkdf2", "acc_wait")
 ROOT_PREFIX = "request_"
-
-
-# -- a minimal protobuf reader: the push request and the pprof profiles inside it --------------
-
-
-def _varint(data: bytes, index: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[index]
-        index += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return result, index
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    index = 0
-    while index < len(data):
-        key, index = _varint(data, index)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, index = _varint(data, index)
-            yield number, value
-        elif wire == 2:
-            length, index = _varint(data, index)
-            yield number, data[index : index + length]
-            index += length
-        elif wire == 1:
-            index += 8
-        elif wire == 5:
-            index += 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-
-
-def _ints(value: int | bytes) -> list[int]:
-    if isinstance(value, int):
-        return [value]
-    out, index = [], 0
-    while index < len(value):
-        number, index = _varint(value, index)
-        out.append(number)
-    return out
-
-
-def pprof_samples(raw: bytes) -> list[tuple[list[str], int]]:
-    """(function names root first, first value) of each sample of a (gzip'd) pprof profile."""
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    strings: list[str] = []
-    samples: list[bytes] = []
-    locations: list[bytes] = []
-    functions: list[bytes] = []
-    for number, value in _fields(raw):
-        if not isinstance(value, bytes):
-            continue
-        if number == 6:
-            strings.append(value.decode("utf-8", "replace"))
-        elif number == 2:
-            samples.append(value)
-        elif number == 4:
-            locations.append(value)
-        elif number == 5:
-            functions.append(value)
-    names: dict[int, str] = {}
-    for entry in functions:
-        fields = dict(_fields(entry))
-        name = fields.get(2, 0)
-        names[int(fields.get(1, 0))] = strings[name] if isinstance(name, int) else ""
-    location_names: dict[int, list[str]] = {}
-    for entry in locations:
-        ident, lines = 0, []
-        for number, value in _fields(entry):
-            if number == 1 and isinstance(value, int):
-                ident = value
-            elif number == 4 and isinstance(value, bytes):
-                function = dict(_fields(value)).get(1, 0)
-                lines.append(names.get(int(function), ""))
-        location_names[ident] = lines
-    out = []
-    for entry in samples:
-        location_ids: list[int] = []
-        values: list[int] = []
-        for number, value in _fields(entry):
-            if number == 1:
-                location_ids += _ints(value)
-            elif number == 2:
-                values += _ints(value)
-        stack = [name for ident in location_ids for name in location_names.get(ident, [])]
-        out.append((stack[::-1], values[0] if values else 0))
-    return out
-
-
-def push_profiles(body: bytes) -> Iterator[bytes]:
-    """The raw pprof profiles of one ``/push.v1.PusherService/Push`` request body."""
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    for number, series in _fields(body):
-        if number != 1 or not isinstance(series, bytes):
-            continue
-        for inner, sample in _fields(series):
-            if inner == 2 and isinstance(sample, bytes):
-                raw = dict(_fields(sample)).get(1)
-                if isinstance(raw, bytes):
-                    yield raw
 
 
 # -- the child: a workload under one mode -------------------------------------------------------
@@ -241,7 +135,8 @@ def child(mode: str, requests: int, threads: int, rate: int) -> dict[str, Any]:
         pyroscope.shutdown()
         for body in bodies:
             for raw in push_profiles(body):
-                for names, value in pprof_samples(raw):
+                for sample in pprof_samples(raw):
+                    names, value = [frame.name for frame in sample.frames], sample.value
                     if not any(name.startswith(ROOT_PREFIX) for name in names):
                         unattributed += value
                         continue
