@@ -10,13 +10,29 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := constraints.txt
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint typing pytest bench clean lock
+# The hook-free engine needs CPython 3.12 or later: its tests run in a second environment.
+HOOKFREE_PYTHON ?= python3.12
+HOOKFREE_VENV ?= .venv-hookfree
+HOOKFREE_STAMP := $(HOOKFREE_VENV)/.installed
+HOOKFREE_TESTS := tests/test_engines_pyroscope.py
+
+.PHONY: demo test lint typing pytest pytest-hookfree bench clean lock
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e . --group dev
 	touch $(STAMP)
+
+$(HOOKFREE_STAMP): pyproject.toml $(CONSTRAINTS)
+	@command -v $(HOOKFREE_PYTHON) >/dev/null || { \
+		echo "$(HOOKFREE_PYTHON) not found: the hook-free engine's tests need CPython 3.12+" \
+		"(set HOOKFREE_PYTHON=python3.13 to use another)"; exit 1; }
+	$(HOOKFREE_PYTHON) -m venv $(HOOKFREE_VENV)
+	$(HOOKFREE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(HOOKFREE_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[pyroscope]' \
+		--group tests
+	touch $(HOOKFREE_STAMP)
 
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +43,7 @@ lock:
 demo: $(STAMP)
 	$(BIN)/python -m examples.flask_app.demo
 
-test: lint typing pytest
+test: lint typing pytest pytest-hookfree
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,8 +55,11 @@ typing: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
+pytest-hookfree: $(HOOKFREE_STAMP)
+	WSGIPROF_TEST_HOOKFREE=1 $(HOOKFREE_VENV)/bin/python -m pytest $(HOOKFREE_TESTS)
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache demo-output
+	rm -rf $(VENV) $(HOOKFREE_VENV) .tox .mypy_cache .ruff_cache .pytest_cache demo-output

@@ -636,3 +636,67 @@ def test_overhead_budget_lowers_the_sample_rate_on_call_heavy_code() -> None:
 def test_overhead_budget_setting_is_validated() -> None:
     with pytest.raises(ConfigError, match="WSGIPROF_MAX_OVERHEAD"):
         Config.from_env({"WSGIPROF_MAX_OVERHEAD": "2"})
+
+
+# -- deferred engines --------------------------------------------------------------------------
+
+
+class _DeferredEngine:
+    """A deferred engine that records what ran under its profiles and names one stack."""
+
+    name = "deferred-for-tests"
+    deferred = True
+    stack: Stack = (wsgiprof.model.Frame("late", "/srv/app.py", 1),)
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.resolved: list[tuple[int, str]] = []
+        self.sink: Callable[[str, Any], None] | None = None
+
+    def start(self) -> _DeferredEngine._Profile:
+        return self._Profile(self)
+
+    def close(self) -> None:
+        pass
+
+    def attach(self, sink: Callable[[str, Any], None]) -> None:
+        self.sink = sink
+
+    def resolve(self, tag: int, endpoint: str) -> None:
+        self.resolved.append((tag, endpoint))
+        assert self.sink is not None
+        self.sink(endpoint, {self.stack: Weight(3, 0.25, 0.25)})
+
+    class _Profile:
+        def __init__(self, engine: _DeferredEngine) -> None:
+            self.engine = engine
+
+        def run(self, function: Callable[..., Any], *args: Any) -> Any:
+            self.engine.ran.append(getattr(function, "__name__", type(function).__name__))
+            return function(*args)
+
+        def stop(self) -> wsgiprof.engines.Capture:
+            return wsgiprof.engines.Capture(cpu=0.25, wall=1.0, stacks={}, tag=7)
+
+
+def test_a_deferred_engine_sees_the_app_its_body_and_close_under_its_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = _DeferredEngine()
+    monkeypatch.setattr(wsgiprof.engines, "create_engine", lambda config: engine)
+    body = Body([b"a", b"b"])
+
+    def streaming_app(environ: WSGIEnvironment, start_response: StartResponse) -> Body:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    middleware = ProfilerMiddleware(streaming_app, config=ALWAYS)
+    status, chunks = run(middleware, EnvironBuilder("/late").get_environ())
+    assert (status, chunks) == ("200 OK", [b"a", b"b"])
+    assert body.closed
+    assert engine.ran == ["streaming_app", "iter", "next", "next", "next", "close"]
+    assert engine.resolved == [(7, "GET /late")]
+    profile = endpoints(middleware)["GET /late"]
+    assert (profile.sampled, profile.cpu) == (1, 0.25)
+    assert profile.stacks == {_DeferredEngine.stack: Weight(3, 0.25, 0.25)}
+    middleware.close()

@@ -15,8 +15,9 @@ Example::
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
-from wsgiprof.model import CallGraph, EndpointProfile, ProfiledRequest
+from wsgiprof.model import CallGraph, EndpointProfile, ProfiledRequest, Stack, Weight
 
 OVERFLOW_ENDPOINT = "[other endpoints]"
 
@@ -58,6 +59,11 @@ class Aggregator:
         """Add a tracing engine's exact data for an endpoint (its requests are added apart)."""
         with self._lock:
             self._profile(endpoint).add_call_graph(graph)
+
+    def add_stacks(self, endpoint: str, stacks: Mapping[Stack, Weight]) -> None:
+        """Add stacks that a deferred engine delivered after the endpoint's requests."""
+        with self._lock:
+            self._profile(endpoint).add_stacks(stacks)
 
     def mark_cut(self, endpoint: str) -> None:
         """Count a profiled request whose exact data is partial (it outlived its window)."""

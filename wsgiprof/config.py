@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENV_PREFIX = "WSGIPROF_"
-ENGINES = ("pyinstrument", "yappi")
+ENGINES = ("pyinstrument", "yappi", "pyroscope")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -53,8 +53,10 @@ class Config:
     ``sample_rate``: fraction of requests profiled, 0 to 1.
     ``token``: secret for the route; with no token the route is not served at all.
     ``path``: prefix of the route.
-    ``engine``: ``pyinstrument`` (sampling, default) or ``yappi``.
-    ``interval``: pyinstrument's sampling interval in seconds.
+    ``engine``: ``pyinstrument`` (sampling, default), ``yappi`` (tracing) or ``pyroscope``
+    (hook-free sampling on CPU clocks, CPython 3.12+ on Linux).
+    ``interval``: the sampling interval in seconds: wall time between pyinstrument's samples,
+    CPU time between pyroscope's samples of a thread (whole milliseconds).
     ``yappi_window``: seconds each yappi window lasts; windows are spaced so that yappi is on
     for about ``sample_rate`` of the time.
     ``store``: ``memory``, ``sqlite:///path`` or ``redis://host:port/db``.

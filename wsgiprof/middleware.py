@@ -18,13 +18,18 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from wsgiprof.config import Config
-from wsgiprof.engines.base import EngineUnavailableError, WindowedEngine
-from wsgiprof.model import CallGraph, ProfiledRequest
+from wsgiprof.engines.base import (
+    DeferredEngine,
+    EngineUnavailableError,
+    RootedProfile,
+    WindowedEngine,
+)
+from wsgiprof.model import CallGraph, ProfiledRequest, Stack, Weight
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -96,6 +101,11 @@ class ProfilerMiddleware:
         if isinstance(self._engine, WindowedEngine):
             self._windowed = self._engine
             self._windowed.attach(self._add_call_graph)
+        # A deferred engine (pyroscope) delivers a request's stacks after the request.
+        self._deferred: DeferredEngine | None = None
+        if isinstance(self._engine, DeferredEngine):
+            self._deferred = self._engine
+            self._deferred.attach(self._aggregator_add_stacks)
         # With WSGIPROF_MAX_OVERHEAD: the budget sets the sample rate from the measured cost.
         self._budget: tuple[OverheadBudget, Baselines] | None = None
         if cfg.max_overhead > 0 and self._windowed is None:
@@ -218,10 +228,14 @@ class ProfilerMiddleware:
             status[0] = _status_code(status_line)
             return start_response(status_line, headers, exc_info)
 
+        run = active.run if isinstance(active, RootedProfile) else None
         called = time.perf_counter()
         timing[0] = called - requested
         try:
-            body = self.app(environ, recording_start_response)
+            if run is not None:
+                body = run(self.app, environ, recording_start_response)
+            else:
+                body = self.app(environ, recording_start_response)
         except BaseException:
             timing[1] = time.perf_counter() - called
             self._finish(active, environ, started, status[0] or 500, timing, error=True)
@@ -230,6 +244,7 @@ class ProfilerMiddleware:
         return _ProfiledBody(
             body,
             lambda error: self._finish(active, environ, started, status[0], timing, error=error),
+            run,
         )
 
     def _finish(
@@ -263,6 +278,8 @@ class ProfilerMiddleware:
                 self._windowed.resolve(capture.tag, request.endpoint)
                 if capture.cut:
                     self._aggregator.mark_cut(request.endpoint)
+            elif capture.tag and self._deferred is not None:
+                self._deferred.resolve(capture.tag, request.endpoint)
             if self._budget is not None:
                 budget, baselines = self._budget
                 own = timing[0] + time.perf_counter() - finishing
@@ -289,6 +306,9 @@ class ProfilerMiddleware:
 
     def _add_call_graph(self, endpoint: str, graph: CallGraph) -> None:
         self._aggregator.add_call_graph(endpoint, graph)
+
+    def _aggregator_add_stacks(self, endpoint: str, stacks: Mapping[Stack, Weight]) -> None:
+        self._aggregator.add_stacks(endpoint, stacks)
 
     def read(self) -> Snapshot:
         """The current window over every process that flushed into the store, with this
@@ -396,19 +416,35 @@ def _register_process_hooks(middleware: ProfilerMiddleware) -> None:
 
 class _ProfiledBody:
     """Wraps a profiled response: profiling ends when the body is exhausted or closed, whichever
-    comes first, and the application's iterable is always closed."""
+    comes first, and the application's iterable is always closed. With ``run`` (a rooted
+    profile's), each step of the iteration and the close run under the request's frame."""
 
-    __slots__ = ("_body", "_done", "_error", "_finish")
+    __slots__ = ("_body", "_done", "_error", "_finish", "_run")
 
-    def __init__(self, body: Iterable[bytes], finish: Callable[[bool], None]) -> None:
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        finish: Callable[[bool], None],
+        run: Callable[..., Any] | None = None,
+    ) -> None:
         self._body = body
         self._finish = finish
+        self._run = run
         self._done = False
         self._error = False
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self._body
+            run = self._run
+            if run is None:
+                yield from self._body
+            else:
+                iterator = run(iter, self._body)
+                while True:
+                    chunk = run(next, iterator, _END)
+                    if chunk is _END:
+                        break
+                    yield chunk
         except BaseException:
             self._error = True
             raise
@@ -424,12 +460,18 @@ class _ProfiledBody:
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
-                close()
+                if self._run is not None:
+                    self._run(close)
+                else:
+                    close()
         except BaseException:
             self._error = True
             raise
         finally:
             self._end()
+
+
+_END: Any = object()
 
 
 def _status_code(status_line: str) -> int:

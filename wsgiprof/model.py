@@ -73,6 +73,10 @@ UNSAMPLED = Frame("[too short to sample]", SYNTHETIC_FILE, 0)
 """All of a request whose every sample fell outside the application: it ran for less than one
 sampling interval, so where its time went inside the application is unknown."""
 
+NOT_ON_CPU = Frame("[not on a CPU]", SYNTHETIC_FILE, 0, off_cpu=True)
+"""Wall time of a request its thread spent off every CPU: waiting for I/O, a lock, the GIL or a
+free core. An engine that samples on CPU clocks sees no stacks there, only how long it was."""
+
 OVERFLOW = Frame("[other stacks]", SYNTHETIC_FILE, 0)
 """Leaf that collects samples of new stacks once an endpoint has reached its stack cap."""
 

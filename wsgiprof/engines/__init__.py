@@ -7,8 +7,11 @@ from wsgiprof.engines.base import (
     ActiveProfile,
     CallGraphSink,
     Capture,
+    DeferredEngine,
     Engine,
     EngineUnavailableError,
+    RootedProfile,
+    StackSink,
     WindowedEngine,
     WindowFacts,
 )
@@ -17,8 +20,11 @@ __all__ = [
     "ActiveProfile",
     "CallGraphSink",
     "Capture",
+    "DeferredEngine",
     "Engine",
     "EngineUnavailableError",
+    "RootedProfile",
+    "StackSink",
     "WindowFacts",
     "WindowedEngine",
     "create_engine",
@@ -48,4 +54,13 @@ def create_engine(config: Config) -> Engine:
                 f"({exc})",
             ) from exc
         return YappiEngine(sample_rate=config.sample_rate, window=config.yappi_window)
+    if config.engine == "pyroscope":
+        from wsgiprof.engines.pyroscope import PyroscopeEngine, unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is not None:
+            raise ConfigError(
+                "WSGIPROF_ENGINE", config.engine, f"pyinstrument or yappi here: pyroscope {reason}"
+            )
+        return PyroscopeEngine(interval=config.interval)
     raise NotImplementedError(f"engine {config.engine!r} is not available yet")

@@ -6,6 +6,13 @@ thread, ends it and returns a :class:`Capture`. An engine that cannot profile th
 profiler already owns the thread) raises :class:`EngineUnavailableError`, and the request is served
 unprofiled.
 
+A *deferred* engine (pyroscope) samples from outside the profiled code and learns which request a
+sample belongs to from a frame at the root of its stack: its profiles implement
+:class:`RootedProfile`, through whose :meth:`~RootedProfile.run` the middleware calls the
+application and iterates its body. Its stacks arrive later, through the sink given to
+:meth:`DeferredEngine.attach`, once the middleware has named the request's endpoint with
+:meth:`DeferredEngine.resolve` (the capture's ``tag``).
+
 A *windowed* engine (yappi) cannot profile one request alone: it traces every thread of the
 process while a window is open. It implements :class:`WindowedEngine` on top: the middleware asks
 :meth:`WindowedEngine.window_open` instead of its sampler, still calls ``start()``/``stop()``
@@ -16,12 +23,14 @@ given to :meth:`WindowedEngine.attach` whenever the engine has read it (at each 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from wsgiprof.model import CallGraph, Stack, Weight
 from wsgiprof.stores.base import ProcessInfo
+
+T = TypeVar("T")
 
 
 class EngineUnavailableError(RuntimeError):
@@ -33,8 +42,9 @@ class Capture:
     """What an engine measured for one request: thread CPU seconds, wall seconds, weighted stacks.
 
     The CPU weights of ``stacks`` add up to ``cpu``; the wall weights to ``wall``. A windowed
-    engine returns no stacks, and a ``tag`` (non-zero) that identifies the request until the
-    middleware names its endpoint with :meth:`WindowedEngine.resolve`; ``cut`` says the request
+    engine returns no stacks, a deferred one only its time off CPU (its CPU stacks come later),
+    and both a ``tag`` (non-zero) that identifies the request until the middleware names its
+    endpoint with ``resolve``; ``cut`` says the request
     outlived the window it started in, so its exact data is partial.
     """
 
@@ -53,6 +63,14 @@ class ActiveProfile(Protocol):
         thread than the one that started it); the profiler is still released."""
 
 
+@runtime_checkable
+class RootedProfile(ActiveProfile, Protocol):
+    """A profile that must see the application run under a frame of its own."""
+
+    def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Call ``function(*args)`` under the profile's root frame and return its result."""
+
+
 class Engine(Protocol):
     """A profiling engine (pyinstrument, yappi)."""
 
@@ -67,6 +85,31 @@ class Engine(Protocol):
 
 CallGraphSink = Callable[[str, CallGraph], None]
 """Receives ``(endpoint name, call graph)`` from a windowed engine, on any thread."""
+
+StackSink = Callable[[str, Mapping[Stack, Weight]], None]
+"""Receives ``(endpoint name, CPU-weighted stacks)`` from a deferred engine, on any thread."""
+
+
+@runtime_checkable
+class DeferredEngine(Engine, Protocol):
+    """An engine whose stacks arrive after the request (see the module docstring).
+
+    Example::
+
+        engine.attach(lambda endpoint, stacks: aggregator.add_stacks(endpoint, stacks))
+        active = engine.start()
+        body = active.run(app, environ, start_response)
+        capture = active.stop()
+        engine.resolve(capture.tag, "GET /users")
+    """
+
+    deferred: bool
+
+    def resolve(self, tag: int, endpoint: str) -> None:
+        """Name the endpoint of the request whose capture carried ``tag``."""
+
+    def attach(self, sink: StackSink) -> None:
+        """Deliver each named request's stacks to ``sink`` as they arrive."""
 
 
 @dataclass(frozen=True, slots=True)

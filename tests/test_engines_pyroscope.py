@@ -1,0 +1,476 @@
+"""The hook-free engine (pyroscope-io's stack sampler on per-thread CPU clocks).
+
+The stack conversion runs on every Python. The agent itself runs only on CPython 3.12+ and only
+once per process, so each test that starts it runs in a forked child and sends back what it saw;
+the assertions are made here. ``make pytest-hookfree`` runs this module on CPython 3.12+ with
+``WSGIPROF_TEST_HOOKFREE=1``, under which a missing agent fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from werkzeug.test import Client
+
+import wsgiprof
+from tests.servers import ThreadedServer, load, run_forked
+from wsgiprof import Config, ProfilerMiddleware
+from wsgiprof.config import ConfigError
+from wsgiprof.engines import EngineUnavailableError, create_engine
+from wsgiprof.engines.pushreader import SampleFrame
+from wsgiprof.engines.pyroscope import (
+    FRESH_THREAD_WARNING,
+    REQUEST_PREFIX,
+    PyroscopeEngine,
+    StackConverter,
+    unavailable_reason,
+)
+from wsgiprof.model import NOT_ON_CPU, OUTSIDE_APP, Frame
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+REASON = unavailable_reason()
+needs_agent = pytest.mark.skipif(
+    REASON is not None and not os.environ.get("WSGIPROF_TEST_HOOKFREE"),
+    reason=f"the agent cannot run here ({REASON}); `make pytest-hookfree` runs it on 3.12+",
+)
+PACKAGE_FILE = os.path.join(os.path.dirname(os.path.abspath(wsgiprof.__file__)), "middleware.py")
+#: CPU between two samples of a thread in these tests: the kernel checks CPU timers at each
+#: scheduler tick (4 ms at the usual HZ=250), so shorter intervals do not sample more often.
+INTERVAL = 0.004
+
+
+# -- the stack conversion ------------------------------------------------------------------------
+
+SOURCE = """\
+def handler():
+    return helper()
+
+
+class Report:
+    def render(self):
+        def cell():
+            return 1
+
+        return cell()
+
+
+def helper():
+    return 2
+"""
+
+
+@pytest.fixture
+def source_file(tmp_path: Path) -> str:
+    path = tmp_path / "views.py"
+    path.write_text(SOURCE)
+    return str(path)
+
+
+def test_a_sample_becomes_the_stack_below_its_request_frame(source_file: str) -> None:
+    frames = (
+        SampleFrame("serve_forever", "/usr/lib/python3/socketserver.py", 230),
+        SampleFrame("ProfilerMiddleware._profiled", PACKAGE_FILE, 250),
+        SampleFrame(f"{REQUEST_PREFIX}3_41", PACKAGE_FILE, 90),
+        SampleFrame("handler", source_file, 2),
+        SampleFrame("ProfilerMiddleware.recording", PACKAGE_FILE, 200),
+        SampleFrame("Report.render.<locals>.cell", source_file, 8),
+    )
+    found = StackConverter().convert(frames)
+    assert found == (
+        3,
+        41,
+        (Frame("handler", source_file, 1), Frame("Report.render.<locals>.cell", source_file, 7)),
+    )
+
+
+def test_the_deepest_request_frame_wins_and_unknown_lines_are_zero(source_file: str) -> None:
+    frames = (
+        SampleFrame(f"{REQUEST_PREFIX}1_1", PACKAGE_FILE, 90),
+        SampleFrame("handler", source_file, 2),
+        SampleFrame(f"{REQUEST_PREFIX}1_2", PACKAGE_FILE, 90),
+        SampleFrame("helper", source_file, 14),
+        SampleFrame("gone", "/no/such/file.py", 5),
+        SampleFrame("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap>", 9),
+    )
+    found = StackConverter().convert(frames)
+    assert found is not None
+    engine, request, stack = found
+    assert (engine, request) == (1, 2)
+    assert [(f.function, f.line) for f in stack] == [
+        ("helper", 13),
+        ("gone", 0),
+        ("<frozen importlib._bootstrap>", 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        (),
+        (SampleFrame("handler", "/srv/views.py", 2),),
+        (SampleFrame(f"{REQUEST_PREFIX}x_1", PACKAGE_FILE, 90),),
+        (SampleFrame(f"{REQUEST_PREFIX}12", PACKAGE_FILE, 90),),
+    ],
+    ids=["empty", "no-request-frame", "bad-engine", "no-request-id"],
+)
+def test_samples_without_a_valid_request_frame_are_not_charged(
+    frames: tuple[SampleFrame, ...],
+) -> None:
+    assert StackConverter().convert(frames) is None
+
+
+def test_time_in_the_request_frame_itself_is_outside_the_application() -> None:
+    frames = (
+        SampleFrame(f"{REQUEST_PREFIX}2_5", PACKAGE_FILE, 90),
+        SampleFrame("ProfilerMiddleware.recording", PACKAGE_FILE, 200),
+    )
+    assert StackConverter().convert(frames) == (2, 5, (OUTSIDE_APP,))
+
+
+def test_the_engine_is_offered_only_where_it_can_run() -> None:
+    config = Config(enabled=True, engine="pyroscope", store="memory")
+    if REASON is None:
+        engine = create_engine(config)
+        assert isinstance(engine, PyroscopeEngine)
+        engine.close()
+    else:
+        with pytest.raises(ConfigError, match=r"WSGIPROF_ENGINE.*pyroscope"):
+            create_engine(config)
+
+
+# -- the agent, in forked children ----------------------------------------------------------------
+
+
+def in_child(work: Callable[[], dict[str, Any]], *, timeout: float = 120) -> dict[str, Any]:
+    """Run ``work`` in a forked child (where the agent may start); its JSON result."""
+    code, output = run_forked(lambda: json.dumps(work()).encode(), timeout=timeout)
+    assert code == 0, output.decode(errors="replace")
+    result: dict[str, Any] = json.loads(output)
+    return result
+
+
+def native_threads(settle_to: int | None = None) -> list[str]:
+    """Names of this process's threads; with ``settle_to``, polled for up to 5 s until there
+    are no more than that many (threads that were told to stop take a moment to go)."""
+    deadline = time.monotonic() + 5
+    while True:
+        names = []
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                names.append(Path(f"/proc/self/task/{task}/comm").read_text().strip())
+        if settle_to is None or len(names) <= settle_to or time.monotonic() > deadline:
+            return sorted(names)
+        time.sleep(0.05)
+
+
+def burn(seconds: float) -> None:
+    """Pure Python work for ``seconds`` of this thread's CPU."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        sum(i * i for i in range(200))
+
+
+def hash_it(rounds: int) -> bytes:
+    """C work with the GIL released."""
+    return hashlib.pbkdf2_hmac("sha256", b"secret", b"salt", rounds)
+
+
+def endpoints_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    path = environ["PATH_INFO"]
+    if path == "/burn":
+        burn(0.003)
+    elif path == "/hash":
+        hash_it(3000)
+    elif path == "/wait":
+        time.sleep(0.01)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def serve(app: Any, paths: list[str], *, threads: int, rounds: int) -> None:
+    """Each of ``threads`` threads requests each path in turn ``rounds`` times."""
+
+    def worker() -> None:
+        client = Client(app)
+        for _ in range(rounds):
+            for path in paths:
+                response = client.get(path)
+                assert response.status_code == 200
+                response.close()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+def summary(middleware: ProfilerMiddleware) -> dict[str, Any]:
+    """Per endpoint: measured CPU and wall, CPU of the stacks by function, off-CPU wall."""
+    out: dict[str, Any] = {}
+    for name, profile in middleware.read().endpoints.items():
+        functions: dict[str, float] = {}
+        for stack, weight in profile.stacks.items():
+            for function in {frame.function for frame in stack}:
+                functions[function] = functions.get(function, 0.0) + weight.cpu
+        out[name] = {
+            "cpu": profile.cpu,
+            "wall": profile.wall,
+            "sampled": profile.sampled,
+            "stack_cpu": sum(weight.cpu for weight in profile.stacks.values()),
+            "off_cpu_wall": profile.stacks.get((NOT_ON_CPU,), None)
+            and profile.stacks[(NOT_ON_CPU,)].wall,
+            "functions": functions,
+        }
+    return out
+
+
+def profiled(app: Any) -> ProfilerMiddleware:
+    config = Config(
+        enabled=True, engine="pyroscope", sample_rate=1.0, store="memory", interval=INTERVAL
+    )
+    return ProfilerMiddleware(app, config=config)
+
+
+@needs_agent
+def test_each_endpoint_gets_its_own_cpu_and_waits_are_not_cpu() -> None:
+    def work() -> dict[str, Any]:
+        before = native_threads()
+        middleware = profiled(endpoints_app)
+        serve(middleware, ["/burn", "/hash", "/wait"], threads=4, rounds=60)
+        middleware.close()
+        after = native_threads(settle_to=len(before))
+        return {"endpoints": summary(middleware), "before": before, "after": after}
+
+    result = in_child(work)
+    endpoints = result["endpoints"]
+    burned, hashed, waited = endpoints["GET /burn"], endpoints["GET /hash"], endpoints["GET /wait"]
+    assert [e["sampled"] for e in (burned, hashed, waited)] == [240, 240, 240]
+    assert "hash_it" not in burned["functions"]
+    assert "burn" in burned["functions"]
+    assert "burn" not in hashed["functions"]
+    # pbkdf2 releases the GIL: still CPU, in its caller (py-spy's sampler sees no C frames).
+    assert hashed["functions"].get("hash_it", 0.0) >= 0.8 * hashed["stack_cpu"]
+    assert waited["stack_cpu"] <= 0.2 * waited["wall"]
+    assert waited["off_cpu_wall"] == pytest.approx(waited["wall"] - waited["cpu"], rel=1e-6)
+    # About 0.7 s of CPU, 180 samples or more: their sum is the measured CPU within 5 sd.
+    measured = burned["cpu"] + hashed["cpu"] + waited["cpu"]
+    sampled = burned["stack_cpu"] + hashed["stack_cpu"] + waited["stack_cpu"]
+    samples = measured / INTERVAL
+    assert abs(sampled - measured) <= 5 * math.sqrt(samples) * INTERVAL, (sampled, measured)
+    assert result["after"] == result["before"]
+
+
+@needs_agent
+def test_the_split_between_two_functions_matches_their_thread_time() -> None:
+    def work() -> dict[str, Any]:
+        truth = {"first": 0.0, "second": 0.0}
+        lock = threading.Lock()
+
+        def first() -> None:
+            burn(0.007)
+
+        def second() -> None:
+            burn(0.003)
+
+        def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            t0 = time.thread_time()
+            first()
+            t1 = time.thread_time()
+            second()
+            t2 = time.thread_time()
+            with lock:
+                truth["first"] += t1 - t0
+                truth["second"] += t2 - t1
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        middleware = profiled(app)
+        serve(middleware, ["/split"], threads=4, rounds=150)
+        middleware.close()
+        return {"truth": truth, "endpoints": summary(middleware)}
+
+    result = in_child(work, timeout=180)
+    truth = result["truth"]
+    functions = result["endpoints"]["GET /split"]["functions"]
+    true_share = truth["first"] / (truth["first"] + truth["second"])
+    first, second = (
+        sum(cpu for name, cpu in functions.items() if name.endswith(f"<locals>.{which}"))
+        for which in ("first", "second")
+    )
+    share = first / (first + second)
+    # 6 s of CPU, about 1,500 samples at 4 ms: 4 binomial sd are 4.7 points.
+    samples = (truth["first"] + truth["second"]) / INTERVAL
+    bound = 4 * math.sqrt(true_share * (1 - true_share) / samples)
+    assert abs(share - true_share) <= max(bound, 0.03), (share, true_share, bound)
+    assert abs(share - true_share) <= 0.05
+
+
+def streamed_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def chunks() -> Iterable[bytes]:
+        for _ in range(5):
+            burn(0.004)
+            yield b"chunk\n"
+
+    return chunks()
+
+
+@needs_agent
+def test_cpu_spent_while_the_server_iterates_the_body_is_the_endpoints() -> None:
+    def work() -> dict[str, Any]:
+        middleware = profiled(streamed_app)
+        serve(middleware, ["/stream"], threads=2, rounds=40)
+        middleware.close()
+        return summary(middleware)
+
+    stream = in_child(work)["GET /stream"]
+    # 0.8 s of CPU, all in the body's iteration.
+    assert stream["functions"].get("streamed_app.<locals>.chunks", 0.0) >= 0.7 * stream["cpu"]
+
+
+@needs_agent
+def test_a_worker_forked_before_any_request_profiles_with_its_own_agent() -> None:
+    def work() -> dict[str, Any]:
+        middleware = profiled(endpoints_app)
+
+        def worker() -> bytes:
+            serve(middleware, ["/burn"], threads=1, rounds=100)
+            middleware.close()
+            return json.dumps(summary(middleware)).encode()
+
+        code, output = run_forked(worker, timeout=60)
+        middleware.close()
+        return {"code": code, "output": output.decode(errors="replace")}
+
+    result = in_child(work)
+    assert result["code"] == 0, result["output"]
+    burned = json.loads(result["output"])["GET /burn"]
+    assert burned["sampled"] == 100
+    assert burned["functions"].get("burn", 0.0) >= 0.5 * burned["cpu"]
+
+
+@needs_agent
+def test_a_child_forked_after_the_agent_ran_serves_unprofiled() -> None:
+    def work() -> dict[str, Any]:
+        middleware = profiled(endpoints_app)
+        serve(middleware, ["/burn"], threads=1, rounds=5)
+
+        def child() -> bytes:
+            serve(middleware, ["/burn"], threads=1, rounds=5)
+            return json.dumps(
+                {"counters": middleware.counters, "endpoints": summary(middleware)}
+            ).encode()
+
+        code, output = run_forked(child, timeout=60)
+        middleware.close()
+        return {"code": code, "output": output.decode(errors="replace")}
+
+    result = in_child(work)
+    assert result["code"] == 0, result["output"]
+    seen = json.loads(result["output"])
+    assert seen["counters"]["engine_unavailable"] == 5
+    assert seen["endpoints"]["GET /burn"]["sampled"] == 0
+
+
+@needs_agent
+def test_one_profile_per_thread_and_none_for_a_stop_on_another_thread() -> None:
+    def work() -> dict[str, Any]:
+        engine = PyroscopeEngine(interval=INTERVAL)
+        first = engine.start()
+        nested = "no error"
+        try:
+            engine.start()
+        except EngineUnavailableError as exc:
+            nested = str(exc)
+        stopped: list[object] = []
+        other = threading.Thread(target=lambda: stopped.append(first.stop()))
+        other.start()
+        other.join()
+        again = engine.start()
+        capture = again.stop()
+        engine.close()
+        return {
+            "nested": nested,
+            "stopped_elsewhere": stopped == [None],
+            "capture": capture is not None and capture.tag > 0,
+        }
+
+    result = in_child(work)
+    assert result == {
+        "nested": "a request is already profiled on this thread",
+        "stopped_elsewhere": True,
+        "capture": True,
+    }
+
+
+@needs_agent
+def test_after_close_the_agent_cannot_restart_in_the_process() -> None:
+    def work() -> dict[str, Any]:
+        first = PyroscopeEngine(interval=INTERVAL)
+        first.start().stop()
+        first.close()
+        second = PyroscopeEngine(interval=INTERVAL)
+        try:
+            second.start()
+        except EngineUnavailableError as exc:
+            return {"error": str(exc)}
+        finally:
+            second.close()
+        return {"error": None}
+
+    assert "cannot start again" in (in_child(work)["error"] or "")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@needs_agent
+def test_a_thread_per_request_server_gets_a_warning_and_a_pool_does_not() -> None:
+    def work() -> dict[str, Any]:
+        records = _Records()
+        logging.getLogger("wsgiprof").addHandler(records)
+        pooled = profiled(endpoints_app)
+        serve(pooled, ["/burn"], threads=2, rounds=40)
+        warned_pooled = list(records.messages)
+        fresh = profiled(endpoints_app)
+        with ThreadedServer(fresh) as server:
+            statuses = load(server.url + "/burn", 60, 2)
+        pooled.close()
+        fresh.close()
+        engine = fresh._engine
+        assert isinstance(engine, PyroscopeEngine)
+        return {
+            "pooled": warned_pooled,
+            "fresh": records.messages[len(warned_pooled) :],
+            "statuses": sorted(set(statuses)),
+            "fresh_requests": [engine.fresh_thread_requests, engine.requests],
+        }
+
+    result = in_child(work)
+    assert result["statuses"] == [200]
+    assert result["pooled"] == []
+    assert result["fresh"] == [FRESH_THREAD_WARNING]
+    fresh, total = result["fresh_requests"]
+    assert total == 60
+    assert fresh > 30
