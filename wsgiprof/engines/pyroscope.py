@@ -30,6 +30,7 @@ ran: engines there serve requests unprofiled (:class:`EngineUnavailableError`).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import http.server
 import importlib
@@ -37,6 +38,7 @@ import itertools
 import logging
 import os
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -94,6 +96,11 @@ def unavailable_reason() -> str | None:
         return (
             "it needs CPython 3.12 or later: before 3.12 pyroscope-io samples wall time and "
             "charges CPU to the wrong code (docs/hook-free-engine.md)"
+        )
+    if "uwsgi" in sys.modules:
+        return (
+            "under uWSGI, pyroscope-io's sampler crashed every worker as it exited (a segfault "
+            "in its native thread while the worker shut down); use pyinstrument there"
         )
     try:
         importlib.import_module("pyroscope")
@@ -300,8 +307,11 @@ class PyroscopeEngine:
         if self._agent is None or self._agent.pid != os.getpid():
             self._agent = _SLOT.acquire(self)
         # A thread started outside `threading` (uWSGI, mod_wsgi) gets its Thread object here,
-        # which registers it with the sampler.
+        # which registers it with the sampler; uWSGI also blocks every signal in its threads,
+        # the CPU timer's included, so the timer's signal is let through on this one.
         threading.current_thread()
+        if self._agent.timer_signal_caught:
+            _unblock_timer_signal()
         request = next(self._ids)
         native = threading.get_native_id()
         with self._lock:
@@ -426,6 +436,7 @@ class _Agent:
         self.interval_ms = interval_ms
         self.pushes = 0
         self.bad_pushes = 0
+        self.timer_signal_caught = False
         self.outside_cpu = 0.0
         self._server = _PushServer(self)
         self._thread = threading.Thread(
@@ -458,6 +469,7 @@ class _Agent:
         if not started:
             self._stop_receiver()
             raise EngineUnavailableError("pyroscope-io refused to start its agent in this process")
+        self.timer_signal_caught = _signal_caught(TIMER_SIGNAL)
 
     def stop(self) -> None:
         """Stop the agent (it pushes its last samples first), then the receiver."""
@@ -499,6 +511,29 @@ class _Agent:
         return True
 
 
+TIMER_SIGNAL = signal.SIGPROF
+"""The signal the sampler's per-thread CPU timers send (SIGEV_THREAD_ID)."""
+
+
+def _signal_caught(number: int) -> bool:
+    """Whether this process has a handler for signal ``number`` (``SigCgt`` in /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (number - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _unblock_timer_signal() -> None:
+    """Let the CPU timer's signal reach the current thread if a server blocked it there (uWSGI
+    blocks all signals in its worker threads). Only called once the sampler's handler is in
+    place: unhandled, the signal would end the process."""
+    if TIMER_SIGNAL in signal.pthread_sigmask(signal.SIG_BLOCK, ()):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {TIMER_SIGNAL})
+
+
 class _AgentSlot:
     """Holds the process's one agent: started on first use, stopped by the last engine."""
 
@@ -531,8 +566,22 @@ class _AgentSlot:
                 agent = _Agent(engine.interval_ms)
                 agent.start()
                 self._agent = agent
+                atexit.register(self.stop_at_exit, agent)
             agent.engines[engine.index] = engine
             return agent
+
+    def stop_at_exit(self, agent: _Agent) -> None:
+        """Stop the agent before the interpreter is torn down: its sampler thread reads the
+        interpreter's memory and must not outlive it (uWSGI workers crashed at exit without
+        this). Its last push still reaches the engines, before the middleware's last flush."""
+        with self._lock:
+            if self._agent is not agent or agent.pid != os.getpid():
+                return
+            self._agent = None
+            try:
+                agent.stop()
+            finally:
+                agent.engines.clear()
 
     def release(self, engine: PyroscopeEngine, agent: _Agent) -> None:
         """Unregister ``engine``; the last one stops the agent, after its final push arrived."""
