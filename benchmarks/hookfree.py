@@ -14,7 +14,10 @@ Modes (pyroscope-io 1.4):
 * ``pyspy-gil``: py-spy's sampler in-process, ``gil_only=True``, ``oncpu=True``;
 * ``pyspy-all``: the same with ``gil_only=False``;
 * ``stack``: the stack sampler (``ProfilerImplementation.Stack``), which weights each sample by
-  the CPU its thread used since its previous sample (per-thread CPU timers on 3.12+).
+  the CPU its thread used since its previous sample (per-thread CPU timers on 3.12+);
+* ``py-spy``: py-spy itself, out of process (``py-spy record --format raw``, as in the accuracy
+  benchmark), at
+  the same rate, dropping idle threads as it does by default.
 
 The samples reach a loopback receiver in the child through pyroscope's push API.
 """
@@ -34,10 +37,11 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.accuracy import PySpy, parse_raw
 from benchmarks.apps import acc_calls, acc_loop, acc_wait
 from wsgiprof.engines.pushreader import pprof_samples, push_profiles
 
-MODES: tuple[str, ...] = ("none", "pyspy-gil", "pyspy-all", "stack")
+MODES: tuple[str, ...] = ("none", "pyspy-gil", "pyspy-all", "stack", "py-spy")
 FUNCTIONS: tuple[str, ...] = ("acc_loop", "acc_calls", "pbkdf2", "acc_wait")
 ROOT_PREFIX = "request_"
 
@@ -79,7 +83,8 @@ def child(mode: str, requests: int, threads: int, rate: int) -> dict[str, Any]:
     """Run the workload under ``mode``; the truth, the profile's shares and CPU per request."""
     bodies: list[bytes] = []
     pyroscope: Any = None
-    if mode != "none":
+    spy: PySpy | None = PySpy(rate) if mode == "py-spy" else None
+    if mode not in ("none", "py-spy"):
         pyroscope = importlib.import_module("pyroscope")
 
         server = _start_receiver(bodies)
@@ -130,6 +135,15 @@ def child(mode: str, requests: int, threads: int, rate: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     measured = dict.fromkeys(FUNCTIONS, 0.0)
     attributed = unattributed = 0
+    if spy is not None:
+        for names, count in parse_raw(spy.stop()):
+            value = round(count * 1e9 / rate)
+            if not any(name.startswith(ROOT_PREFIX) for name in names):
+                unattributed += value
+                continue
+            attributed += value
+            for name in set(names) & measured.keys():
+                measured[name] += value / 1e9
     if pyroscope is not None:
         time.sleep(2.5)
         pyroscope.shutdown()

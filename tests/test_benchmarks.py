@@ -137,5 +137,5 @@ def test_hookfree_comparison_runs_every_mode() -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     rows = [line.split()[0] for line in done.stdout.splitlines()[2:] if line[:1].strip()]
-    assert rows == ["none", "pyspy-gil", "pyspy-all", "stack"], done.stdout
-    assert done.stdout.count("profile") == 3, done.stdout
+    assert rows == ["none", "pyspy-gil", "pyspy-all", "stack", "py-spy"], done.stdout
+    assert done.stdout.count("profile") == 4, done.stdout
