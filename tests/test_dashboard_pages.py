@@ -7,6 +7,7 @@ escaped, the links are there, and the flamegraph JSON adds up to the endpoint's 
 from __future__ import annotations
 
 import gzip
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -36,6 +37,7 @@ from wsgiprof.auth import LoginThrottle
 from wsgiprof.config import Config
 from wsgiprof.dashboard import Dashboard
 from wsgiprof.dashboard.flame import TINY, flame_data, frame_kind
+from wsgiprof.engines import engine_reason
 from wsgiprof.export import EXPORTERS, FORMATS
 from wsgiprof.model import OVERFLOW, EndpointProfile, Frame, Weight, merge_profiles
 from wsgiprof.stores.base import Snapshot
@@ -114,6 +116,8 @@ def test_overview(client: Client, store: FakeStore) -> None:
     assert "Host CPU" in page
     assert "42%" in page
     assert "pyinstrument" in page
+    reason = html.escape(engine_reason("pyinstrument"))
+    assert f'<strong title="{reason}">pyinstrument</strong>' in page  # which engine, and why
     assert "5.0%" in page  # the sample rate
     ident = endpoint_id("GET /report")
     assert f'href="{PREFIX}/endpoints/{ident}"' in page

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from wsgiprof.engines import engine_reason
 from wsgiprof.model import (
     UNSAMPLED,
     EndpointProfile,
@@ -226,6 +227,7 @@ def test_empty_snapshot() -> None:
     )
     assert summary == {
         "engine": "pyinstrument",
+        "engine_reason": engine_reason("pyinstrument"),
         "sample_rate": 0.05,
         "window": {"start": 100.0, "end": 160.0},
         "endpoints": [],
@@ -244,6 +246,18 @@ def test_strict_json_and_compact_floats() -> None:
     text = json.dumps(summary, allow_nan=False)
     assert "0.30000000000000004" not in text
     assert summary["processes"][1]["cpu_percent"] is None
+
+
+@pytest.mark.parametrize("engine", ["pyinstrument", "yappi", "pyroscope"])
+def test_the_summary_says_which_engine_ran_and_why(engine: str) -> None:
+    window = Snapshot(window_start=1.0, window_end=2.0)
+    summary = build_summary(window, engine=engine, sample_rate=1)
+    reason = summary["engine_reason"]
+    if engine == "pyinstrument":
+        assert reason.startswith("the default engine")
+        assert "docs/hook-free-engine.md" in reason
+    else:
+        assert reason.startswith("chosen with WSGIPROF_ENGINE")
 
 
 def test_top_functions_leave_out_frames_wsgiprof_adds() -> None:

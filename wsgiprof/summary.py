@@ -20,6 +20,7 @@ from itertools import compress
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from wsgiprof.engines import engine_reason
 from wsgiprof.engines.base import window_summary
 from wsgiprof.model import (
     SYNTHETIC_FILE,
@@ -100,6 +101,7 @@ def build_summary(
     window_end = _round(snapshot.window_end, SECONDS_DIGITS)
     return {
         "engine": engine,
+        "engine_reason": engine_reason(engine),
         "sample_rate": sample_rate,
         "window": {"start": window_start, "end": window_end},
         "endpoints": entries,

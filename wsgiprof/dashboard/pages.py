@@ -166,7 +166,8 @@ def _window_line(summary: dict[str, Any], *, saved: bool = False) -> str:
     return (
         '<p class="window">'
         f"Window started <time>{_e(format_time(start))}</time>, {when} · "
-        f"engine <strong>{_e(str(summary.get('engine')))}</strong> · "
+        f'engine <strong title="{_e(str(summary.get("engine_reason", "")))}">'
+        f"{_e(str(summary.get('engine')))}</strong> · "
         f"sample rate <strong>{_e(rate_text)}</strong> · "
         f"{int(totals['requests']):,} requests seen, {int(totals['sampled']):,} profiled"
         "</p>\n"

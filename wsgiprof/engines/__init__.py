@@ -17,6 +17,7 @@ from wsgiprof.engines.base import (
 )
 
 __all__ = [
+    "DEFAULT_ENGINE",
     "ActiveProfile",
     "CallGraphSink",
     "Capture",
@@ -28,7 +29,25 @@ __all__ = [
     "WindowFacts",
     "WindowedEngine",
     "create_engine",
+    "engine_reason",
 ]
+
+
+DEFAULT_ENGINE = "pyinstrument"
+_REASONS = {
+    "pyinstrument": (
+        "the default engine. The hook-free engine (WSGIPROF_ENGINE=pyroscope, CPython 3.12+) is "
+        "not the default: under load its samples lag by about a millisecond of CPU, more than "
+        "its accuracy targets allow (docs/hook-free-engine.md)"
+    ),
+    "yappi": "chosen with WSGIPROF_ENGINE: exact CPU and call counts, in windows",
+    "pyroscope": "chosen with WSGIPROF_ENGINE: hook-free sampling on each thread's CPU clock",
+}
+
+
+def engine_reason(name: str) -> str:
+    """Why this engine profiled the window, in a sentence for the summary and the page."""
+    return _REASONS.get(name, "chosen with WSGIPROF_ENGINE")
 
 
 def create_engine(config: Config) -> Engine:
