@@ -415,9 +415,13 @@ def test_wait_inside_psycopg2_is_not_charged_as_cpu(postgres_dsn: str) -> None:
     )
     wall_share = walls["load_customer"] / walls["all"]
     assert wall_share > max(0.15, 3 * truth["load_customer"] / total), "a wait, in wall time"
+    # The few hundred microseconds of CPU psycopg2 itself uses inside the call (sending and
+    # receiving) can move to the code before it: at most the call's own true share.
+    moved = truth["load_customer"] / total
     for name in ("load_customer", "validate_order", "price_order"):
         share = truth[name] / total
-        assert measured[name] / total == pytest.approx(share, abs=share_tolerance(share, samples))
+        tolerance = share_tolerance(share, samples) + moved
+        assert measured[name] / total == pytest.approx(share, abs=tolerance)
 
 
 def tiny() -> int:

@@ -34,6 +34,7 @@ import atexit
 import collections
 import http.server
 import importlib
+import inspect
 import itertools
 import logging
 import os
@@ -120,18 +121,34 @@ def _rooted(name: str) -> Callable[..., Any]:
     return types.FunctionType(code, _trampoline.__globals__, name)
 
 
+_FUNCTION_FLAGS = inspect.CO_OPTIMIZED | inspect.CO_NEWLOCALS
+
+
 def _first_lines(file: str) -> dict[str, int]:
-    """First line of every function of ``file`` by qualified name, from its compiled source."""
+    """First line of every function of ``file`` by qualified name, from its compiled source.
+
+    Qualified names are rebuilt from the nesting where code objects lack ``co_qualname``
+    (before 3.11): a function's children are ``<locals>`` of it, a class body's are members.
+    """
     try:
         code = compile(Path(file).read_bytes(), file, "exec", dont_inherit=True)
     except (OSError, SyntaxError, ValueError):
         return {}
     lines: dict[str, int] = {}
-    pending = [code]
+    pending: list[tuple[types.CodeType, str]] = [(code, "")]
     while pending:
-        current = pending.pop()
-        lines.setdefault(getattr(current, "co_qualname", current.co_name), current.co_firstlineno)
-        pending.extend(const for const in current.co_consts if isinstance(const, types.CodeType))
+        current, prefix = pending.pop()
+        qualname = getattr(current, "co_qualname", None) or (prefix + current.co_name)
+        lines.setdefault(qualname, current.co_firstlineno)
+        if current is code:
+            inner = ""
+        elif current.co_flags & _FUNCTION_FLAGS == _FUNCTION_FLAGS:
+            inner = f"{qualname}.<locals>."
+        else:
+            inner = f"{qualname}."
+        pending.extend(
+            (const, inner) for const in current.co_consts if isinstance(const, types.CodeType)
+        )
     return lines
 
 
