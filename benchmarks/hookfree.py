@@ -16,10 +16,9 @@ Modes (pyroscope-io 1.4):
 * ``stack``: the stack sampler (``ProfilerImplementation.Stack``), which weights each sample by
   the CPU its thread used since its previous sample (per-thread CPU timers on 3.12+);
 * ``py-spy``: py-spy itself, out of process (``py-spy record --format raw``, as in the accuracy
-  benchmark), at
-  the same rate, dropping idle threads as it does by default.
+  benchmark), at the same rate, dropping idle threads as it does by default.
 
-The samples reach a loopback receiver in the child through pyroscope's push API.
+pyroscope's samples reach a loopback receiver in the child through its push API.
 """
 
 from __future__ import annotations
@@ -133,30 +132,28 @@ def child(mode: str, requests: int, threads: int, rate: int) -> dict[str, Any]:
     for thread in pool:
         thread.join()
     elapsed = time.perf_counter() - started
-    measured = dict.fromkeys(FUNCTIONS, 0.0)
-    attributed = unattributed = 0
+    # Each sample as (function names, CPU nanoseconds), whichever sampler took it.
+    samples: list[tuple[list[str], int]] = []
     if spy is not None:
-        for names, count in parse_raw(spy.stop()):
-            value = round(count * 1e9 / rate)
-            if not any(name.startswith(ROOT_PREFIX) for name in names):
-                unattributed += value
-                continue
-            attributed += value
-            for name in set(names) & measured.keys():
-                measured[name] += value / 1e9
+        samples = [(names, round(count * 1e9 / rate)) for names, count in parse_raw(spy.stop())]
     if pyroscope is not None:
         time.sleep(2.5)
         pyroscope.shutdown()
-        for body in bodies:
-            for raw in push_profiles(body):
-                for sample in pprof_samples(raw):
-                    names, value = [frame.name for frame in sample.frames], sample.value
-                    if not any(name.startswith(ROOT_PREFIX) for name in names):
-                        unattributed += value
-                        continue
-                    attributed += value
-                    for name in set(names) & measured.keys():
-                        measured[name] += value / 1e9
+        samples = [
+            ([frame.name for frame in sample.frames], sample.value)
+            for body in bodies
+            for raw in push_profiles(body)
+            for sample in pprof_samples(raw)
+        ]
+    measured = dict.fromkeys(FUNCTIONS, 0.0)
+    attributed = unattributed = 0
+    for names, value in samples:
+        if not any(name.startswith(ROOT_PREFIX) for name in names):
+            unattributed += value
+            continue
+        attributed += value
+        for name in set(names) & measured.keys():
+            measured[name] += value / 1e9
     return {
         "mode": mode,
         "python": sys.version.split()[0],

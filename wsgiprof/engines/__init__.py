@@ -17,7 +17,6 @@ from wsgiprof.engines.base import (
 )
 
 __all__ = [
-    "DEFAULT_ENGINE",
     "ActiveProfile",
     "CallGraphSink",
     "Capture",
@@ -33,7 +32,6 @@ __all__ = [
 ]
 
 
-DEFAULT_ENGINE = "pyinstrument"
 _REASONS = {
     "pyinstrument": (
         "the default engine. The hook-free engine (WSGIPROF_ENGINE=pyroscope, CPython 3.12+) is "

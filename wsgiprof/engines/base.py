@@ -44,8 +44,8 @@ class Capture:
     The CPU weights of ``stacks`` add up to ``cpu``; the wall weights to ``wall``. A windowed
     engine returns no stacks, a deferred one only its time off CPU (its CPU stacks come later),
     and both a ``tag`` (non-zero) that identifies the request until the middleware names its
-    endpoint with ``resolve``; ``cut`` says the request
-    outlived the window it started in, so its exact data is partial.
+    endpoint with ``resolve``; ``cut`` says the request outlived the window it started in, so
+    its exact data is partial.
     """
 
     cpu: float

@@ -64,7 +64,7 @@ UPLOAD_INTERVAL = 1
 """Seconds between the agent's pushes (pyroscope-io's minimum, an int)."""
 MAX_FRAMES = 512
 """Frames the sampler copies per stack. Deeper stacks are cut at the root, losing the request's
-frame; their samples are counted in :attr:`PyroscopeEngine.lost_cpu`."""
+frame: their samples are not charged to any request."""
 SLOT_QUARANTINE = 10.0
 """Seconds before a request's trampoline serves another request (pushes come every second)."""
 MAX_SLOTS = 100_000
@@ -232,9 +232,6 @@ class _Slots:
     def user(self, slot: int) -> int | None:
         """The request that holds ``slot``, or held it last."""
         return self._users.get(slot)
-
-    def __len__(self) -> int:
-        return len(self._roots)
 
 
 class PyroscopeProfile:
@@ -451,10 +448,7 @@ class _Agent:
         self.engines: dict[int, PyroscopeEngine] = {}
         self.converter = StackConverter()
         self.interval_ms = interval_ms
-        self.pushes = 0
-        self.bad_pushes = 0
         self.timer_signal_caught = False
-        self.outside_cpu = 0.0
         self._server = _PushServer(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -509,18 +503,15 @@ class _Agent:
         try:
             for raw in push_profiles(body):
                 for sample in pprof_samples(raw):
-                    cpu = sample.value / 1e9
                     found = converter.convert(sample.frames)
                     if found is None:
-                        self.outside_cpu += cpu
-                        continue
+                        continue  # outside any profiled request
                     engine, slot, stack = found
+                    cpu = sample.value / 1e9
                     weight = Weight(max(1, round(sample.value / period)), cpu, cpu)
                     by_engine.setdefault(engine, []).append((slot, stack, weight))
         except PushFormatError:
-            self.bad_pushes += 1
             return False
-        self.pushes += 1
         for index, samples in by_engine.items():
             target = self.engines.get(index)
             if target is not None:
@@ -589,28 +580,28 @@ class _AgentSlot:
 
     def stop_at_exit(self, agent: _Agent) -> None:
         """Stop the agent before the interpreter is torn down: its sampler thread reads the
-        interpreter's memory and must not outlive it (uWSGI workers crashed at exit without
-        this). Its last push still reaches the engines, before the middleware's last flush."""
+        interpreter's memory and must not outlive it. Its last push still reaches the engines,
+        before the middleware's last flush (atexit runs the later registration first)."""
         with self._lock:
-            if self._agent is not agent or agent.pid != os.getpid():
-                return
-            self._agent = None
-            try:
-                agent.stop()
-            finally:
-                agent.engines.clear()
+            if self._agent is agent and agent.pid == os.getpid():
+                self._stop(agent)
 
     def release(self, engine: PyroscopeEngine, agent: _Agent) -> None:
         """Unregister ``engine``; the last one stops the agent, after its final push arrived."""
         with self._lock:
             if self._agent is agent and agent.engines.keys() == {engine.index}:
-                self._agent = None
-                try:
-                    agent.stop()
-                finally:
-                    agent.engines.clear()
+                self._stop(agent)
             else:
                 agent.engines.pop(engine.index, None)
+
+    def _stop(self, agent: _Agent) -> None:
+        """Stop ``agent``, the current one, with its engines still registered for its last
+        push; called under the lock."""
+        self._agent = None
+        try:
+            agent.stop()
+        finally:
+            agent.engines.clear()
 
 
 _SLOT = _AgentSlot()
