@@ -763,6 +763,26 @@ def python_module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def gunicorn_argv(port: int, app: str, *options: str) -> list[str]:
+    """gunicorn from the test interpreter's env serving ``app`` (``module:callable``) on
+    127.0.0.1:``port``, with ``options`` (workers, worker class, log level...)."""
+    return python_module_argv("gunicorn", app, f"--bind=127.0.0.1:{port}", *options)
+
+
+def uwsgi_argv(port: int, module: str, *options: str) -> list[str]:
+    """uWSGI of the test interpreter's env serving ``module`` (``module:callable``) over HTTP on
+    127.0.0.1:``port``, in that env, stopped by SIGTERM, with ``options`` (processes, threads,
+    ``--lazy-apps``...). A missing uWSGI fails the test: it is a test dependency."""
+    binary = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
+    if binary is None:
+        pytest.fail("uwsgi is not installed (it is a test dependency)")
+    return [
+        binary, "--master", f"--http-socket=127.0.0.1:{port}", f"--module={module}",
+        "--need-app", "--die-on-term", "--disable-logging", f"--virtualenv={sys.prefix}",
+        *options,
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # Redis
 # --------------------------------------------------------------------------------------------

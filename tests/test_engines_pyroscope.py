@@ -14,8 +14,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,9 +30,11 @@ from tests.servers import (
     ServerStartError,
     ThreadedServer,
     free_port,
+    gunicorn_argv,
     http_get,
     load,
     run_forked,
+    uwsgi_argv,
 )
 from wsgiprof import Config, ProfilerMiddleware
 from wsgiprof.config import ConfigError
@@ -470,21 +470,13 @@ SPLIT_APP = "tests.apps.split:app"
 
 
 def _gunicorn_gthread(port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "gunicorn", SPLIT_APP, f"--bind=127.0.0.1:{port}",
-        "--workers=1", "--worker-class=gthread", "--threads=4", "--log-level=info",
-    ]  # fmt: skip
+    return gunicorn_argv(
+        port, SPLIT_APP, "--workers=1", "--worker-class=gthread", "--threads=4", "--log-level=info"
+    )
 
 
 def _uwsgi_threads(port: int) -> list[str]:
-    binary = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
-    if binary is None:
-        pytest.fail("uwsgi is not installed (it is a test dependency)")
-    return [
-        binary, "--master", "--processes=1", "--threads=4", f"--http-socket=127.0.0.1:{port}",
-        f"--module={SPLIT_APP}", "--need-app", "--die-on-term", "--disable-logging",
-        f"--virtualenv={sys.prefix}", "--lazy-apps",
-    ]  # fmt: skip
+    return uwsgi_argv(port, SPLIT_APP, "--processes=1", "--threads=4", "--lazy-apps")
 
 
 def _split_env(store: Path) -> dict[str, str]:

@@ -18,10 +18,8 @@ import http.client
 import io
 import json
 import os
-import shutil
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +30,14 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.servers import ServerProcess, free_port, http_get, load
+from tests.servers import (
+    ServerProcess,
+    free_port,
+    gunicorn_argv,
+    http_get,
+    load,
+    uwsgi_argv,
+)
 
 pytestmark = pytest.mark.server
 
@@ -59,21 +64,11 @@ def app_env(store: Path) -> dict[str, str]:
 
 
 def gunicorn(port: int, *options: str) -> list[str]:
-    return [
-        sys.executable, "-m", "gunicorn", APP, f"--bind=127.0.0.1:{port}", "--workers=3",
-        "--log-level=warning", *options,
-    ]  # fmt: skip
+    return gunicorn_argv(port, APP, "--workers=3", "--log-level=warning", *options)
 
 
 def uwsgi(port: int, *options: str) -> list[str]:
-    binary = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
-    if binary is None:
-        pytest.fail("uwsgi is not installed (it is a test dependency)")
-    return [
-        binary, "--master", "--processes=3", "--threads=2", f"--http-socket=127.0.0.1:{port}",
-        f"--module={APP}", "--need-app", "--die-on-term", "--disable-logging",
-        f"--virtualenv={sys.prefix}", *options,
-    ]  # fmt: skip
+    return uwsgi_argv(port, APP, "--processes=3", "--threads=2", *options)
 
 
 def summary(url: str) -> Summary:

@@ -12,7 +12,6 @@ import json
 import logging
 import multiprocessing
 import os
-import sys
 import threading
 import time
 import traceback
@@ -26,7 +25,7 @@ import pytest
 import redis
 
 import wsgiprof.stores.redis
-from tests.servers import RedisServer, ServerProcess, free_port, http_get, load
+from tests.servers import RedisServer, ServerProcess, free_port, gunicorn_argv, http_get, load
 from tests.store_contract import check_is_a_store, check_request_rows, check_runs
 from wsgiprof.model import EndpointProfile, Frame, Weight
 from wsgiprof.stores import available_schemes, open_store
@@ -613,10 +612,7 @@ def _start_host(server_process: Callable[..., ServerProcess], url: str, app: str
         "WSGIPROF_APP_NAME": app,
         "EXAMPLE_UPSTREAM_LATENCY": "0.005",
     }
-    argv = [
-        sys.executable, "-m", "gunicorn", APP, f"--bind=127.0.0.1:{port}", "--workers=2",
-        "--log-level=warning",
-    ]  # fmt: skip
+    argv = gunicorn_argv(port, APP, "--workers=2", "--log-level=warning")
     return server_process(argv, port=port, env=env, ready_path="/health")
 
 
