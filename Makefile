@@ -18,13 +18,13 @@ HOOKFREE_TESTS := tests/test_engines_pyroscope.py
 
 .PHONY: demo test lint typing pytest pytest-hookfree bench clean lock
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml setup.py wsgiprof/_cpusampler.c $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e . --group dev
 	touch $(STAMP)
 
-$(HOOKFREE_STAMP): pyproject.toml $(CONSTRAINTS)
+$(HOOKFREE_STAMP): pyproject.toml setup.py wsgiprof/_cpusampler.c $(CONSTRAINTS)
 	@command -v $(HOOKFREE_PYTHON) >/dev/null || { \
 		echo "$(HOOKFREE_PYTHON) not found: the hook-free engine's tests need CPython 3.12+" \
 		"(set HOOKFREE_PYTHON=python3.13 to use another)"; exit 1; }

@@ -9,22 +9,21 @@ the assertions are made here. ``make pytest-hookfree`` runs this module on CPyth
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from werkzeug.test import Client
 
 import wsgiprof
 from tests.apps import split
+from tests.apps.workloads import endpoints_app, serve, streamed_app, summary
 from tests.servers import (
     ServerProcess,
     ServerStartError,
@@ -47,10 +46,10 @@ from wsgiprof.engines.pyroscope import (
     StackConverter,
     unavailable_reason,
 )
-from wsgiprof.model import NOT_ON_CPU, OUTSIDE_APP, Frame
+from wsgiprof.model import OUTSIDE_APP, Frame
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    pass
 
 REASON = unavailable_reason()
 needs_agent = pytest.mark.skipif(
@@ -187,68 +186,6 @@ def native_threads(settle_to: int | None = None) -> list[str]:
         time.sleep(0.05)
 
 
-def burn(seconds: float) -> None:
-    """Pure Python work for ``seconds`` of this thread's CPU."""
-    end = time.thread_time() + seconds
-    while time.thread_time() < end:
-        sum(i * i for i in range(200))
-
-
-def hash_it(rounds: int) -> bytes:
-    """C work with the GIL released."""
-    return hashlib.pbkdf2_hmac("sha256", b"secret", b"salt", rounds)
-
-
-def endpoints_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    path = environ["PATH_INFO"]
-    if path == "/burn":
-        burn(0.003)
-    elif path == "/hash":
-        hash_it(3000)
-    elif path == "/wait":
-        time.sleep(0.01)
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok"]
-
-
-def serve(app: Any, paths: list[str], *, threads: int, rounds: int) -> None:
-    """Each of ``threads`` threads requests each path in turn ``rounds`` times."""
-
-    def worker() -> None:
-        client = Client(app)
-        for _ in range(rounds):
-            for path in paths:
-                response = client.get(path)
-                assert response.status_code == 200
-                response.close()
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-
-
-def summary(middleware: ProfilerMiddleware) -> dict[str, Any]:
-    """Per endpoint: measured CPU and wall, CPU of the stacks by function, off-CPU wall."""
-    out: dict[str, Any] = {}
-    for name, profile in middleware.read().endpoints.items():
-        functions: dict[str, float] = {}
-        for stack, weight in profile.stacks.items():
-            for function in {frame.function for frame in stack}:
-                functions[function] = functions.get(function, 0.0) + weight.cpu
-        out[name] = {
-            "cpu": profile.cpu,
-            "wall": profile.wall,
-            "sampled": profile.sampled,
-            "stack_cpu": sum(weight.cpu for weight in profile.stacks.values()),
-            "off_cpu_wall": profile.stacks.get((NOT_ON_CPU,), None)
-            and profile.stacks[(NOT_ON_CPU,)].wall,
-            "functions": functions,
-        }
-    return out
-
-
 def profiled(app: Any) -> ProfilerMiddleware:
     config = Config(
         enabled=True, engine="pyroscope", sample_rate=1.0, store="memory", interval=INTERVAL
@@ -304,17 +241,6 @@ def test_the_split_between_two_functions_in_process() -> None:
     # 6 s of CPU, about 1,500 samples at 4 ms: 4 binomial sd are 4.7 points. The sampler's lag
     # (see the gunicorn test below) moves samples from `first` to `second`: allowed for here.
     assert abs(share - true_share) <= bound + 0.06
-
-
-def streamed_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-
-    def chunks() -> Iterable[bytes]:
-        for _ in range(5):
-            burn(0.004)
-            yield b"chunk\n"
-
-    return chunks()
 
 
 @needs_agent

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENV_PREFIX = "WSGIPROF_"
-ENGINES = ("pyinstrument", "yappi", "pyroscope")
+ENGINES = ("pyinstrument", "yappi", "pyroscope", "cputimer")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -53,10 +53,12 @@ class Config:
     ``sample_rate``: fraction of requests profiled, 0 to 1.
     ``token``: secret for the route; with no token the route is not served at all.
     ``path``: prefix of the route.
-    ``engine``: ``pyinstrument`` (sampling, default), ``yappi`` (tracing) or ``pyroscope``
-    (hook-free sampling on CPU clocks, CPython 3.12+ on Linux).
+    ``engine``: ``pyinstrument`` (sampling, default), ``yappi`` (tracing), ``cputimer``
+    (hook-free sampling on each thread's CPU clock, Linux) or ``pyroscope`` (the same through
+    pyroscope-io, CPython 3.12+ on Linux).
     ``interval``: the sampling interval in seconds: wall time between pyinstrument's samples,
-    CPU time between pyroscope's samples of a thread (whole milliseconds).
+    CPU time between the samples of a thread for cputimer and pyroscope (whole milliseconds for
+    pyroscope).
     ``yappi_window``: seconds each yappi window lasts; windows are spaced so that yappi is on
     for about ``sample_rate`` of the time.
     ``store``: ``memory``, ``sqlite:///path`` or ``redis://host:port/db``.

@@ -40,6 +40,10 @@ _REASONS = {
     ),
     "yappi": "chosen with WSGIPROF_ENGINE: exact CPU and call counts, in windows",
     "pyroscope": "chosen with WSGIPROF_ENGINE: hook-free sampling on each thread's CPU clock",
+    "cputimer": (
+        "chosen with WSGIPROF_ENGINE: hook-free sampling on each thread's CPU clock, from a "
+        "signal handler on the thread"
+    ),
 }
 
 
@@ -80,4 +84,13 @@ def create_engine(config: Config) -> Engine:
                 "WSGIPROF_ENGINE", config.engine, f"pyinstrument or yappi here: pyroscope {reason}"
             )
         return PyroscopeEngine(interval=config.interval)
+    if config.engine == "cputimer":
+        from wsgiprof.engines.cputimer import CpuTimerEngine, unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is not None:
+            raise ConfigError(
+                "WSGIPROF_ENGINE", config.engine, f"pyinstrument or yappi here: cputimer {reason}"
+            )
+        return CpuTimerEngine(interval=config.interval)
     raise NotImplementedError(f"engine {config.engine!r} is not available yet")

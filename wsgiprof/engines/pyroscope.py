@@ -34,7 +34,6 @@ import atexit
 import collections
 import http.server
 import importlib
-import inspect
 import itertools
 import logging
 import os
@@ -52,6 +51,7 @@ import wsgiprof
 from wsgiprof.engines.base import Capture, EngineUnavailableError, StackSink
 from wsgiprof.engines.ledger import Delivery, RequestLedger
 from wsgiprof.engines.pushreader import PushFormatError, SampleFrame, pprof_samples, push_profiles
+from wsgiprof.engines.sourcenames import first_lines
 from wsgiprof.model import NOT_ON_CPU, OUTSIDE_APP, Frame, Stack, Weight
 
 T = TypeVar("T")
@@ -121,37 +121,6 @@ def _rooted(name: str) -> Callable[..., Any]:
     return types.FunctionType(code, _trampoline.__globals__, name)
 
 
-_FUNCTION_FLAGS = inspect.CO_OPTIMIZED | inspect.CO_NEWLOCALS
-
-
-def _first_lines(file: str) -> dict[str, int]:
-    """First line of every function of ``file`` by qualified name, from its compiled source.
-
-    Qualified names are rebuilt from the nesting where code objects lack ``co_qualname``
-    (before 3.11): a function's children are ``<locals>`` of it, a class body's are members.
-    """
-    try:
-        code = compile(Path(file).read_bytes(), file, "exec", dont_inherit=True)
-    except (OSError, SyntaxError, ValueError):
-        return {}
-    lines: dict[str, int] = {}
-    pending: list[tuple[types.CodeType, str]] = [(code, "")]
-    while pending:
-        current, prefix = pending.pop()
-        qualname = getattr(current, "co_qualname", None) or (prefix + current.co_name)
-        lines.setdefault(qualname, current.co_firstlineno)
-        if current is code:
-            inner = ""
-        elif current.co_flags & _FUNCTION_FLAGS == _FUNCTION_FLAGS:
-            inner = f"{qualname}.<locals>."
-        else:
-            inner = f"{qualname}."
-        pending.extend(
-            (const, inner) for const in current.co_consts if isinstance(const, types.CodeType)
-        )
-    return lines
-
-
 class StackConverter:
     """Turns a sample's frames into (engine, request, :data:`Stack`), cached.
 
@@ -191,7 +160,7 @@ class StackConverter:
     def _frame(self, frame: SampleFrame) -> Frame:
         lines = self._files.get(frame.file)
         if lines is None:
-            lines = _first_lines(frame.file) if frame.file.endswith(".py") else {}
+            lines = first_lines(frame.file) if frame.file.endswith(".py") else {}
             if len(self._files) >= _FILE_CACHE_LIMIT:
                 self._files.clear()
             self._files[frame.file] = lines

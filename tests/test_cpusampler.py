@@ -1,0 +1,258 @@
+"""The C extension that samples a thread's stack on its own CPU clock (``wsgiprof._cpusampler``).
+
+These tests drive it directly: samples only on CPU, the walk up to the marker frame, safe reads of
+code objects that are gone, timers deleted at thread exit, after fork and at shutdown, and a stray
+``SIGPROF`` that is not its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.servers import run_forked
+from wsgiprof import _cpusampler
+
+INTERVAL_NS = 1_000_000
+FOUND, TRUNCATED = 1, 2
+
+
+@pytest.fixture(autouse=True)
+def no_timers_left() -> Iterator[None]:
+    yield
+    _cpusampler.shutdown()
+    assert _cpusampler.timers() == 0
+
+
+def timers_settle_to(count: int) -> int:
+    """The number of timers, polled for up to 5 s until it is ``count``: a thread's timer goes
+    when its pthread exits, a moment after ``join()`` returns."""
+    deadline = time.monotonic() + 5
+    while _cpusampler.timers() != count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _cpusampler.timers()
+
+
+def burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        sum(i * i for i in range(200))
+
+
+def root(function: Callable[..., Any], *args: Any) -> Any:
+    """Stands for the engine's request frame."""
+    return function(*args)
+
+
+MARKER = id(root.__code__)
+
+
+def sampled(function: Callable[[], Any]) -> tuple[list[tuple[int, ...]], int]:
+    """Run ``function`` under ``root`` with the sampler on; its samples and lost count."""
+    _cpusampler.start(INTERVAL_NS, MARKER)
+    try:
+        root(function)
+    finally:
+        result = _cpusampler.stop()
+    assert result is not None
+    return result
+
+
+def names(sample: tuple[int, ...]) -> list[str]:
+    out = []
+    for address in sample[3:]:
+        info = _cpusampler.code_info(address)
+        assert info is not None
+        out.append(info[2] or info[1])
+    return out
+
+
+def test_cpu_is_sampled_up_to_the_marker_frame_leaf_first() -> None:
+    samples, lost = sampled(lambda: burn(0.2))
+    assert lost == 0
+    expirations = sum(sample[1] for sample in samples)
+    # 200 ms of CPU at 1 ms: about 200 expirations (the last tick may fall after the stop), in
+    # fewer signals (one per scheduler tick).
+    assert 150 <= expirations <= 220
+    assert 0 < sum(sample[0] for sample in samples) <= expirations
+    assert all(sample[2] == FOUND for sample in samples)
+    stacks = {tuple(names(sample)) for sample in samples}
+    for stack in stacks:
+        assert "burn" in stack
+        # Nothing below the marker: the test function and pytest are not in the stack.
+        assert "test_cpu_is_sampled_up_to_the_marker_frame_leaf_first" not in stack
+        assert stack[-1].endswith("<lambda>")
+
+
+def test_the_same_stack_is_stored_once_with_its_expirations() -> None:
+    samples, _ = sampled(lambda: burn(0.1))
+    keys = [sample[2:] for sample in samples]
+    assert len(keys) == len(set(keys))
+
+
+def test_sleeping_takes_no_sample_and_gil_free_c_work_does() -> None:
+    samples, _ = sampled(lambda: time.sleep(0.2))
+    assert sum(sample[1] for sample in samples) <= 2
+    started = time.thread_time()
+    samples, _ = sampled(lambda: hashlib.pbkdf2_hmac("sha256", b"pw", b"salt", 200_000))
+    cpu = time.thread_time() - started
+    expirations = sum(sample[1] for sample in samples)
+    assert expirations >= 0.7 * cpu / (INTERVAL_NS / 1e9)
+    # pbkdf2 has no Python frame: the samples are the lambda's, which called it.
+    assert all(names(sample)[0].endswith("<lambda>") for sample in samples)
+
+
+def test_samples_outside_the_marker_are_flagged() -> None:
+    _cpusampler.start(INTERVAL_NS, MARKER)
+    try:
+        burn(0.05)
+    finally:
+        result = _cpusampler.stop()
+    assert result is not None
+    samples, _ = result
+    assert samples
+    assert all(sample[2] & FOUND == 0 for sample in samples)
+
+
+def test_a_stack_deeper_than_512_frames_keeps_its_leaf_and_is_flagged() -> None:
+    def deep(level: int) -> None:
+        if level:
+            deep(level - 1)
+        else:
+            burn(0.05)
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 2000))
+    try:
+        samples, _ = sampled(lambda: deep(700))
+    finally:
+        sys.setrecursionlimit(limit)
+    # A tick may land on the way down; those taken in `burn`, 701 frames deep, are cut.
+    in_burn = [
+        s for s in samples if names(s)[0] in ("burn", "<genexpr>", "burn.<locals>.<genexpr>")
+    ]
+    assert in_burn
+    for sample in in_burn:
+        assert sample[2] == FOUND | TRUNCATED
+        assert len(sample) - 3 == 512
+
+
+def test_stop_without_start_and_a_second_stop_return_none() -> None:
+    assert _cpusampler.stop() is None
+    sampled(lambda: None)
+    assert _cpusampler.stop() is None
+
+
+def test_start_again_drops_the_samples_of_a_profile_never_stopped() -> None:
+    _cpusampler.start(INTERVAL_NS, MARKER)
+    root(burn, 0.05)
+    samples, _ = sampled(lambda: None)
+    assert sum(sample[1] for sample in samples) <= 2
+
+
+def test_code_info_names_a_live_code_object() -> None:
+    info = _cpusampler.code_info(id(burn.__code__))
+    assert info is not None
+    file, name, qualname, first_line = info
+    assert file == burn.__code__.co_filename
+    assert name == "burn"
+    assert qualname == ("burn" if sys.version_info >= (3, 11) else None)
+    assert first_line == burn.__code__.co_firstlineno
+    assert _cpusampler.code_key(id(burn.__code__)) == _cpusampler.code_key(id(burn.__code__))
+
+
+def test_code_info_of_anything_else_is_none_and_never_crashes() -> None:
+    assert _cpusampler.code_info(0) is None
+    assert _cpusampler.code_info(8) is None
+    assert _cpusampler.code_info(id(12345678901)) is None
+    assert _cpusampler.code_key(2**47 - 4096) is None
+    # A code object that has been freed: its memory may hold anything now.
+    namespace: dict[str, Any] = {}
+    exec(compile("def gone():\n    return 1\n", "<gone>", "exec"), namespace)
+    address = id(namespace["gone"].__code__)
+    namespace.clear()
+    gc.collect()
+    for _ in range(1000):
+        compile("x = 1", "<filler>", "exec")
+    info = _cpusampler.code_info(address)
+    assert info is None or isinstance(info[0], str)
+
+
+def test_non_ascii_names_are_read() -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile("def café_ünïcode_名前():\n    return 1\n", "<ü>", "exec"), namespace)
+    info = _cpusampler.code_info(id(namespace["café_ünïcode_名前"].__code__))
+    assert info is not None
+    assert info[0] == "<ü>"
+    assert info[1] == "café_ünïcode_名前"
+
+
+def test_a_thread_that_exits_deletes_its_timer() -> None:
+    counts: list[int] = []
+
+    def work() -> None:
+        sampled(lambda: burn(0.01))
+        counts.append(_cpusampler.timers())
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert counts == [1]
+    assert timers_settle_to(0) == 0
+
+
+def test_many_threads_in_turn_reuse_states() -> None:
+    def work() -> None:
+        sampled(lambda: burn(0.002))
+
+    for _ in range(50):
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        assert timers_settle_to(0) == 0
+
+
+def test_a_forked_child_samples_with_timers_of_its_own() -> None:
+    sampled(lambda: burn(0.01))
+    assert _cpusampler.timers() == 1
+
+    def child() -> bytes:
+        inherited = _cpusampler.timers()
+        samples, _ = sampled(lambda: burn(0.1))
+        return json.dumps([inherited, sum(s[1] for s in samples), _cpusampler.timers()]).encode()
+
+    code, output = run_forked(child, timeout=60)
+    assert code == 0, output.decode(errors="replace")
+    inherited, expirations, timers = json.loads(output)
+    assert inherited == 0
+    assert expirations >= 60
+    assert timers == 1
+
+
+def test_a_stray_sigprof_is_not_a_sample_and_does_not_kill() -> None:
+    _cpusampler.start(INTERVAL_NS, MARKER)
+    try:
+        for _ in range(20):
+            signal.pthread_kill(threading.get_ident(), signal.SIGPROF)
+    finally:
+        result = _cpusampler.stop()
+    assert result is not None
+    assert sum(sample[1] for sample in result[0]) <= 2
+    os.kill(os.getpid(), signal.SIGPROF)
+
+
+def test_the_interval_is_checked() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        _cpusampler.start(10, MARKER)
+    with pytest.raises(TypeError):
+        _cpusampler.start("1", MARKER)  # type: ignore[arg-type]
