@@ -17,12 +17,23 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.apps import split
-from tests.apps.workloads import burn, endpoints_app, serve, streamed_app, summary
+from tests.apps.workloads import (
+    SPLIT_APP,
+    burn,
+    endpoints_app,
+    serve,
+    share_of_first,
+    split_env,
+    split_reading,
+    split_truth,
+    stop_cleanly,
+    streamed_app,
+    summary,
+)
 from tests.servers import (
     ServerProcess,
     free_port,
     gunicorn_argv,
-    http_get,
     load,
     run_forked,
     uwsgi_argv,
@@ -36,6 +47,8 @@ if TYPE_CHECKING:
     pass
 
 INTERVAL = 0.001
+#: The kernel's scheduler tick (HZ=250): a signal comes at each tick that finds the thread running.
+TICK = 0.004
 
 
 @pytest.fixture(autouse=True)
@@ -80,18 +93,7 @@ def test_each_endpoint_gets_its_own_cpu_and_waits_are_not_cpu() -> None:
     # count at the kernel's tick (4 ms at HZ=250: each sample carries about 4 expirations).
     measured = burned["cpu"] + hashed["cpu"] + waited["cpu"]
     sampled = burned["stack_cpu"] + hashed["stack_cpu"] + waited["stack_cpu"]
-    tick = 0.004
-    assert abs(sampled - measured) <= 5 * math.sqrt(measured / tick) * tick, (sampled, measured)
-
-
-def split_share(functions: dict[str, float], truth: dict[str, float]) -> tuple[float, float, float]:
-    """The profile's share of ``first``, the true share, and 4 binomial sd at the tick."""
-    true_share = truth["first"] / (truth["first"] + truth["second"])
-    share = functions["first"] / (functions["first"] + functions["second"])
-    samples = (truth["first"] + truth["second"]) / 0.004
-    bound = 4 * math.sqrt(true_share * (1 - true_share) / samples)
-    print(f"first {share:.3f} against {true_share:.3f} (4 sd {bound:.3f})")
-    return share, true_share, bound
+    assert abs(sampled - measured) <= 5 * math.sqrt(measured / TICK) * TICK, (sampled, measured)
 
 
 def test_the_split_between_two_functions_in_process() -> None:
@@ -106,7 +108,10 @@ def test_the_split_between_two_functions_in_process() -> None:
     code, output = run_forked(work, timeout=180)
     assert code == 0, output.decode(errors="replace")
     result = json.loads(output)
-    share, true_share, bound = split_share(result["functions"], result["truth"])
+    functions = result["functions"]
+    share, true_share, bound = share_of_first(
+        functions["first"], functions["second"], result["truth"], TICK
+    )
     # 6 s of CPU, about 1,500 ticks: 4 sd are 4.7 points; the engine issue asks for 5.
     assert abs(share - true_share) <= min(bound, 0.05)
 
@@ -178,7 +183,7 @@ def test_a_request_shorter_than_the_tick_is_sampled_in_proportion() -> None:
         engine.close()
     # About 1.5 s of requests, 375 ticks: 5 sd of a Poisson count are 26% of it. Between the
     # requests the loop itself burns CPU, whose ticks are not the requests'.
-    assert abs(estimated - measured) <= 5 * math.sqrt(measured / 0.004) * 0.004, (
+    assert abs(estimated - measured) <= 5 * math.sqrt(measured / TICK) * TICK, (
         estimated,
         measured,
     )
@@ -186,54 +191,30 @@ def test_a_request_shorter_than_the_tick_is_sampled_in_proportion() -> None:
 
 # -- real threaded servers ---------------------------------------------------------------------
 
-SPLIT_TOKEN = "split-token-1234"
-SPLIT_APP = "tests.apps.split:app"
 
-
-def _split_env(store: Path) -> dict[str, str]:
-    return {
-        "WSGIPROF_ENABLED": "1",
-        "WSGIPROF_TOKEN": SPLIT_TOKEN,
-        "WSGIPROF_ENGINE": "cputimer",
-        "WSGIPROF_STORE": f"sqlite:///{store}",
-        "WSGIPROF_FLUSH_INTERVAL": "0.2",
-    }
-
-
-def _split_cpu(url: str) -> tuple[float, float, int]:
-    """CPU of /split's stacks in ``first`` and in ``second``, and its requests."""
-    auth = {"Authorization": f"Bearer {SPLIT_TOKEN}"}
-    status, body = http_get(url + "/_wsgiprof/api/summary", auth)
-    assert status == 200, body
-    for row in json.loads(body)["endpoints"]:
-        if row["name"] == "GET /split":
-            totals = {f["name"]: f["total_cpu_seconds"] for f in row["top_functions"]}
-            return totals.get("first", 0.0), totals.get("second", 0.0), row["requests"]
-    return 0.0, 0.0, 0
-
-
-def _check_split(srv: ServerProcess, requests: int) -> None:
+def _check_split(
+    server_process: Callable[..., ServerProcess], argv: list[str], port: int, store: Path
+) -> None:
+    """Serve 600 requests of the split app with ``argv``; its split within 5 points, then a
+    clean exit."""
+    srv = server_process(
+        argv,
+        port=port,
+        env=split_env(store, "cputimer"),
+        ready_path="/_wsgiprof/api/summary",
+        keep_log=True,
+    )
+    requests = 600
     statuses = load(srv.url + "/split", requests, 4)
     assert set(statuses) == {200}
     deadline = time.monotonic() + 60
-    while True:
-        first, second, seen = _split_cpu(srv.url)
-        if seen >= requests:
-            break
-        assert time.monotonic() < deadline, f"only {seen} of {requests} requests after 60 s"
+    while (reading := split_reading(srv.url)).requests < requests:
+        assert time.monotonic() < deadline, f"only {reading.requests} of {requests} after 60 s"
         time.sleep(0.1)
-    status, body = http_get(srv.url + "/truth")
-    assert status == 200
-    truth = json.loads(body)
-    share, true_share, bound = split_share({"first": first, "second": second}, truth)
+    truth = split_truth(srv.url)
+    share, true_share, bound = share_of_first(reading.first, reading.second, truth, TICK)
     assert abs(share - true_share) <= min(bound, 0.05)
-    srv.stop()
-    assert srv.proc is not None
-    logs = srv.logs()
-    srv.log_path.unlink()
-    assert srv.proc.returncode == 0, logs
-    assert "SIGSEGV" not in logs
-    assert "Segmentation" not in logs
+    stop_cleanly(srv)
 
 
 @pytest.mark.server
@@ -244,14 +225,7 @@ def test_a_gunicorn_gthread_worker_gets_the_split_within_5_points(
     argv = gunicorn_argv(
         port, SPLIT_APP, "--workers=1", "--worker-class=gthread", "--threads=4", "--log-level=info"
     )
-    srv = server_process(
-        argv,
-        port=port,
-        env=_split_env(tmp_path / "split.sqlite3"),
-        ready_path="/_wsgiprof/api/summary",
-        keep_log=True,
-    )
-    _check_split(srv, 600)
+    _check_split(server_process, argv, port, tmp_path / "split.sqlite3")
 
 
 @pytest.mark.server
@@ -263,11 +237,4 @@ def test_uwsgi_threads_get_the_split_within_5_points(
     argv = uwsgi_argv(
         port, SPLIT_APP, "--processes=1", "--threads=4", *(["--lazy-apps"] if lazy else [])
     )
-    srv = server_process(
-        argv,
-        port=port,
-        env=_split_env(tmp_path / "split.sqlite3"),
-        ready_path="/_wsgiprof/api/summary",
-        keep_log=True,
-    )
-    _check_split(srv, 600)
+    _check_split(server_process, argv, port, tmp_path / "split.sqlite3")

@@ -23,14 +23,24 @@ import pytest
 
 import wsgiprof
 from tests.apps import split
-from tests.apps.workloads import endpoints_app, serve, streamed_app, summary
+from tests.apps.workloads import (
+    SPLIT_APP,
+    endpoints_app,
+    serve,
+    share_of_first,
+    split_env,
+    split_reading,
+    split_truth,
+    stop_cleanly,
+    streamed_app,
+    summary,
+)
 from tests.servers import (
     ServerProcess,
     ServerStartError,
     ThreadedServer,
     free_port,
     gunicorn_argv,
-    http_get,
     load,
     run_forked,
     uwsgi_argv,
@@ -231,13 +241,10 @@ def test_the_split_between_two_functions_in_process() -> None:
         return {"truth": split.truth(), "endpoints": summary(middleware)}
 
     result = in_child(work, timeout=180)
-    truth = result["truth"]
     functions = result["endpoints"]["GET /split"]["functions"]
-    true_share = truth["first"] / (truth["first"] + truth["second"])
-    share = functions["first"] / (functions["first"] + functions["second"])
-    samples = (truth["first"] + truth["second"]) / INTERVAL
-    bound = 4 * math.sqrt(true_share * (1 - true_share) / samples)
-    print(f"first {share:.3f} against {true_share:.3f} (4 sd {bound:.3f})")
+    share, true_share, bound = share_of_first(
+        functions["first"], functions["second"], result["truth"], INTERVAL
+    )
     # 6 s of CPU, about 1,500 samples at 4 ms: 4 binomial sd are 4.7 points. The sampler's lag
     # (see the gunicorn test below) moves samples from `first` to `second`: allowed for here.
     assert abs(share - true_share) <= bound + 0.06
@@ -391,9 +398,6 @@ def test_a_thread_per_request_server_gets_a_warning_and_a_pool_does_not() -> Non
 
 # -- real threaded servers ---------------------------------------------------------------------
 
-SPLIT_TOKEN = "split-token-1234"
-SPLIT_APP = "tests.apps.split:app"
-
 
 def _gunicorn_gthread(port: int) -> list[str]:
     return gunicorn_argv(
@@ -406,26 +410,13 @@ def _uwsgi_threads(port: int) -> list[str]:
 
 
 def _split_env(store: Path) -> dict[str, str]:
-    return {
-        "WSGIPROF_ENABLED": "1",
-        "WSGIPROF_TOKEN": SPLIT_TOKEN,
-        "WSGIPROF_ENGINE": "pyroscope",
-        "WSGIPROF_INTERVAL": str(INTERVAL),
-        "WSGIPROF_STORE": f"sqlite:///{store}",
-        "WSGIPROF_FLUSH_INTERVAL": "0.2",
-    }
+    return split_env(store, "pyroscope", interval=str(INTERVAL))
 
 
 def _split_cpu(url: str) -> tuple[float, float, float]:
     """CPU of /split's stacks in ``first`` and in ``second``, and its measured CPU."""
-    auth = {"Authorization": f"Bearer {SPLIT_TOKEN}"}
-    status, body = http_get(url + "/_wsgiprof/api/summary", auth)
-    assert status == 200, body
-    for row in json.loads(body)["endpoints"]:
-        if row["name"] == "GET /split":
-            totals = {f["name"]: f["total_cpu_seconds"] for f in row["top_functions"]}
-            return totals.get("first", 0.0), totals.get("second", 0.0), row["cpu_seconds"]
-    return 0.0, 0.0, 0.0
+    reading = split_reading(url)
+    return reading.first, reading.second, reading.cpu
 
 
 @needs_agent
@@ -456,31 +447,15 @@ def test_a_gunicorn_gthread_worker_is_profiled_and_exits_cleanly(
         assert time.monotonic() < deadline, f"stacks still changing after 60 s: {now}"
         time.sleep(0.1)
     first, second, measured = last
-    status, body = http_get(srv.url + "/truth")
-    assert status == 200
-    truth = json.loads(body)
-    true_share = truth["first"] / (truth["first"] + truth["second"])
-    share = first / (first + second)
-    samples = (truth["first"] + truth["second"]) / INTERVAL
-    bound = 4 * math.sqrt(true_share * (1 - true_share) / samples)
-    print(
-        f"first {share:.3f} against {true_share:.3f} (4 sd {bound:.3f}); "
-        f"stacks {first + second:.2f} s of {measured:.2f} s measured"
-    )
+    share, true_share, bound = share_of_first(first, second, split_truth(srv.url), INTERVAL)
+    print(f"stacks {first + second:.2f} s of {measured:.2f} s measured")
     # Not the 5 points the engine issue asks for: under load the sampler reads a stack about
     # 1.4 ms of CPU after its timer fired, which moves samples from `first` into `second` and
     # from `second` into the server's code after the request (measured 3.5 to 5.5 points low
     # here; docs/hook-free-engine.md). Held here: the lag stays that small.
     assert abs(share - true_share) <= bound + 0.06
     assert first + second >= 0.75 * measured
-    srv.stop()
-    assert srv.proc is not None
-    logs = srv.logs()
-    srv.log_path.unlink()
-    assert srv.proc.returncode == 0, logs
-    assert "Worker exiting" in logs
-    assert "SIGSEGV" not in logs
-    assert "Segmentation" not in logs
+    assert "Worker exiting" in stop_cleanly(srv)
 
 
 @pytest.mark.server

@@ -72,6 +72,7 @@
 #define TAG_MASK ((uintptr_t)0xffffffffUL << 32)
 
 typedef struct {
+    size_t index; /* in `states`, and in the low bits of its timer's sival_ptr */
     pid_t pid;
     pid_t tid;
     int in_use;
@@ -97,8 +98,7 @@ typedef struct {
     uint32_t *table;
     size_t samples_cap;
     volatile size_t samples_len;
-    volatile uint64_t lost;      /* expirations in a request that found the buffer full */
-    volatile uint64_t outside;   /* expirations outside a request */
+    volatile uint64_t lost; /* expirations in a request that found the buffer full */
     unsigned int seed;
 } sampler_state;
 
@@ -208,7 +208,6 @@ static void
 take_sample(sampler_state *st, uint32_t weight)
 {
     if (!st->active) {
-        st->outside += weight;
         return;
     }
     size_t index = st->samples_len;
@@ -376,18 +375,13 @@ new_state(void)
 
 /* The calling thread's state, made or reused; NULL with a Python error set. */
 static sampler_state *
-thread_state(size_t *index_out)
+thread_state(void)
 {
     sampler_state *st = pthread_getspecific(state_key);
     pid_t pid = getpid();
     pid_t tid = current_tid();
     if (st != NULL && st->in_use && st->pid == pid && st->tid == tid) {
-        for (size_t i = 0; i < n_states; i++) {
-            if (states[i] == st) {
-                *index_out = i;
-                return st;
-            }
-        }
+        return st;
     }
     pthread_mutex_lock(&states_lock);
     size_t index = n_states;
@@ -409,6 +403,7 @@ thread_state(size_t *index_out)
             PyErr_NoMemory();
             return NULL;
         }
+        made->index = index;
         states[index] = made;
         __atomic_store_n(&n_states, index + 1, __ATOMIC_SEQ_CST);
     }
@@ -425,7 +420,6 @@ thread_state(size_t *index_out)
         PyErr_SetString(PyExc_RuntimeError, "pthread_setspecific failed");
         return NULL;
     }
-    *index_out = index;
     return st;
 }
 
@@ -449,7 +443,7 @@ install_handler(void)
 }
 
 static int
-arm(sampler_state *st, size_t index, long long interval)
+arm(sampler_state *st, long long interval)
 {
     if (!st->has_timer) {
         clockid_t clock;
@@ -464,7 +458,7 @@ arm(sampler_state *st, size_t index, long long interval)
         event.sigev_notify = SIGEV_THREAD_ID;
         event.sigev_signo = SAMPLE_SIGNAL;
         event.sigev_notify_thread_id = st->tid;
-        event.sigev_value.sival_ptr = (void *)(TIMER_TAG | (uintptr_t)index);
+        event.sigev_value.sival_ptr = (void *)(TIMER_TAG | (uintptr_t)st->index);
         if (timer_create(clock, &event, &st->timer) != 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
@@ -524,8 +518,7 @@ sampler_start(PyObject *module, PyObject *args)
     if (install_handler() != 0) {
         return NULL;
     }
-    size_t index;
-    sampler_state *st = thread_state(&index);
+    sampler_state *st = thread_state();
     if (st == NULL) {
         return NULL;
     }
@@ -535,7 +528,7 @@ sampler_start(PyObject *module, PyObject *args)
     clear_samples(st);
     st->tstate = PyThreadState_Get();
     st->marker = (uintptr_t)marker;
-    if (arm(st, index, interval) != 0) {
+    if (arm(st, interval) != 0) {
         return NULL;
     }
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -590,17 +583,6 @@ sampler_stop(PyObject *module, PyObject *unused)
     PyObject *result = Py_BuildValue("(NK)", samples, (unsigned long long)st->lost);
     clear_samples(st);
     return result;
-}
-
-static PyObject *
-sampler_outside(PyObject *module, PyObject *unused)
-{
-    /* Expirations outside a request, summed over the threads sampled so far (a coverage figure). */
-    unsigned long long total = 0;
-    for (size_t i = 0; i < n_states; i++) {
-        total += states[i]->outside;
-    }
-    return PyLong_FromUnsignedLongLong(total);
 }
 
 static PyObject *
@@ -745,8 +727,6 @@ static PyMethodDef sampler_methods[] = {
      "the signals that found it and the expirations they carried; flags: 1 the marker frame was "
      "found, 2 frames beyond the deepest 512 were dropped. lost: expirations not stored (the "
      "buffer was full)."},
-    {"outside", sampler_outside, METH_NOARGS,
-     "outside(): timer expirations outside any request, over all threads."},
     {"shutdown", sampler_shutdown, METH_NOARGS, "shutdown(): delete every timer of this process."},
     {"timers", sampler_timers, METH_NOARGS, "timers(): how many timers this process holds."},
     {"code_info", sampler_code_info, METH_O,

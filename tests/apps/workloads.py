@@ -1,16 +1,22 @@
 """Workloads the engine tests share: CPU in Python, CPU in C without the GIL, a wait, a streamed
-body, served by threads through werkzeug's Client, and a summary of what the profile saw."""
+body, served by threads through werkzeug's Client, and a summary of what the profile saw; and the
+split app (``tests/apps/split.py``) read through a real server: its settings, the profile's and
+the true split, and a clean exit."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from werkzeug.test import Client
 
+from tests.servers import ServerProcess, http_get
 from wsgiprof import ProfilerMiddleware
 from wsgiprof.model import NOT_ON_CPU
 
@@ -95,3 +101,84 @@ def summary(middleware: ProfilerMiddleware) -> dict[str, Any]:
             "files": sorted(files),
         }
     return out
+
+
+# -- the split app through a real server --------------------------------------------------------
+
+SPLIT_APP = "tests.apps.split:app"
+SPLIT_TOKEN = "split-token-1234"
+
+
+def split_env(store: Path, engine: str, **settings: str) -> dict[str, str]:
+    """The environment of a server of the split app profiled by ``engine``, flushing to a SQLite
+    store at ``store``; ``settings`` adds ``WSGIPROF_<NAME>`` variables."""
+    return {
+        "WSGIPROF_ENABLED": "1",
+        "WSGIPROF_TOKEN": SPLIT_TOKEN,
+        "WSGIPROF_ENGINE": engine,
+        "WSGIPROF_STORE": f"sqlite:///{store}",
+        "WSGIPROF_FLUSH_INTERVAL": "0.2",
+        **{f"WSGIPROF_{name.upper()}": value for name, value in settings.items()},
+    }
+
+
+class SplitReading(NamedTuple):
+    """What the summary says of ``GET /split``: CPU of its stacks in ``first`` and in ``second``,
+    its requests and its measured CPU (all zero before its first request is in)."""
+
+    first: float
+    second: float
+    requests: int
+    cpu: float
+
+
+def split_reading(url: str) -> SplitReading:
+    """Read ``GET /split`` from the summary of the server at ``url``."""
+    status, body = http_get(
+        url + "/_wsgiprof/api/summary", {"Authorization": f"Bearer {SPLIT_TOKEN}"}
+    )
+    assert status == 200, body
+    for row in json.loads(body)["endpoints"]:
+        if row["name"] == "GET /split":
+            totals = {f["name"]: f["total_cpu_seconds"] for f in row["top_functions"]}
+            return SplitReading(
+                totals.get("first", 0.0),
+                totals.get("second", 0.0),
+                row["requests"],
+                row["cpu_seconds"],
+            )
+    return SplitReading(0.0, 0.0, 0, 0.0)
+
+
+def split_truth(url: str) -> dict[str, float]:
+    """CPU seconds ``first`` and ``second`` really used in the server at ``url``."""
+    status, body = http_get(url + "/truth")
+    assert status == 200, body
+    truth: dict[str, float] = json.loads(body)
+    return truth
+
+
+def share_of_first(
+    first: float, second: float, truth: dict[str, float], interval: float
+) -> tuple[float, float, float]:
+    """The profile's share of ``first``, the true share, and 4 binomial standard deviations for
+    one sample every ``interval`` of CPU."""
+    true_share = truth["first"] / (truth["first"] + truth["second"])
+    share = first / (first + second)
+    samples = (truth["first"] + truth["second"]) / interval
+    bound = 4 * math.sqrt(true_share * (1 - true_share) / samples)
+    print(f"first {share:.3f} against {true_share:.3f} (4 sd {bound:.3f})")
+    return share, true_share, bound
+
+
+def stop_cleanly(server: ServerProcess) -> str:
+    """Stop ``server``, check that it exited with 0 and no segmentation fault, remove its log and
+    return the log's text."""
+    server.stop()
+    assert server.proc is not None
+    logs = server.logs()
+    server.log_path.unlink()
+    assert server.proc.returncode == 0, logs
+    assert "SIGSEGV" not in logs
+    assert "Segmentation" not in logs
+    return logs

@@ -76,21 +76,20 @@ def create_engine(config: Config) -> Engine:
             ) from exc
         return YappiEngine(sample_rate=config.sample_rate, window=config.yappi_window)
     if config.engine == "pyroscope":
-        from wsgiprof.engines.pyroscope import PyroscopeEngine, unavailable_reason
+        from wsgiprof.engines import pyroscope
 
-        reason = unavailable_reason()
-        if reason is not None:
-            raise ConfigError(
-                "WSGIPROF_ENGINE", config.engine, f"pyinstrument or yappi here: pyroscope {reason}"
-            )
-        return PyroscopeEngine(interval=config.interval)
+        _refuse_unless_available(config.engine, pyroscope.unavailable_reason())
+        return pyroscope.PyroscopeEngine(interval=config.interval)
     if config.engine == "cputimer":
-        from wsgiprof.engines.cputimer import CpuTimerEngine, unavailable_reason
+        from wsgiprof.engines import cputimer
 
-        reason = unavailable_reason()
-        if reason is not None:
-            raise ConfigError(
-                "WSGIPROF_ENGINE", config.engine, f"pyinstrument or yappi here: cputimer {reason}"
-            )
-        return CpuTimerEngine(interval=config.interval)
+        _refuse_unless_available(config.engine, cputimer.unavailable_reason())
+        return cputimer.CpuTimerEngine(interval=config.interval)
     raise NotImplementedError(f"engine {config.engine!r} is not available yet")
+
+
+def _refuse_unless_available(engine: str, reason: str | None) -> None:
+    """Stop start-up, naming ``WSGIPROF_ENGINE``, when the engine says it cannot run here."""
+    if reason is not None:
+        accepted = f"pyinstrument or yappi here: {engine} {reason}"
+        raise ConfigError("WSGIPROF_ENGINE", engine, accepted)

@@ -20,7 +20,8 @@ sample may have been freed meanwhile; a cache keyed by address is checked with o
 
 How a sample finds its request: the middleware calls the application, and each step of the body's
 iteration, through :meth:`CpuTimerProfile.run`, whose frame the handler stops at; samples taken
-without it (the server, wsgiprof's own code) are charged to ``[outside the application]``.
+without it (the server, wsgiprof's own code) are charged to ``[outside the application]``. A stack
+deeper than 512 frames keeps the 512 nearest its leaf.
 
 Weights. The kernel checks CPU timers at its scheduler tick (HZ: often 250, so every 4 ms), so
 with an interval at or below the tick a signal comes at each tick that finds the thread running:
@@ -66,9 +67,6 @@ T = TypeVar("T")
 
 FOUND_REQUEST = 1
 """Sample flag: the walk reached the request's frame (the sample is the application's)."""
-TRUNCATED = 2
-"""Sample flag: the stack was deeper than the handler copies; its frames nearest the root are
-missing."""
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(wsgiprof.__file__)) + os.sep
 _CACHE_LIMIT = 50_000
 _OUTSIDE: Stack = (OUTSIDE_APP,)
