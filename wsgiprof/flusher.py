@@ -24,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from wsgiprof.background import start_daemon
+
 logger = logging.getLogger("wsgiprof")
 
 #: ``wait(stopping, seconds)``: block up to ``seconds`` or until ``stopping`` is set; return
@@ -72,9 +74,7 @@ class Flusher:
             return
         with self._lock:
             if self._thread is None and not self._stopping.is_set():
-                thread = threading.Thread(target=self._run, name="wsgiprof-flush", daemon=True)
-                thread.start()
-                self._thread = thread
+                self._thread = start_daemon(self._run, "wsgiprof-flush")
 
     def flush_now(self) -> None:
         """Flush from the calling thread; never raises."""

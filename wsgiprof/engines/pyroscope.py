@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import wsgiprof
+from wsgiprof.background import start_daemon
 from wsgiprof.engines.base import Capture, EngineUnavailableError, StackSink
 from wsgiprof.engines.ledger import Delivery, RequestLedger
 from wsgiprof.engines.pushreader import PushFormatError, SampleFrame, pprof_samples, push_profiles
@@ -419,16 +420,13 @@ class _Agent:
         self.interval_ms = interval_ms
         self.timer_signal_caught = False
         self._server = _PushServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="wsgiprof-pyroscope-receiver",
-            daemon=True,
-        )
+        self._thread: threading.Thread | None = None
         self._module: Any = importlib.import_module("pyroscope")
 
     def start(self) -> None:
-        self._thread.start()
+        self._thread = start_daemon(
+            self._server.serve_forever, "wsgiprof-pyroscope-receiver", poll_interval=0.1
+        )
         pyroscope = self._module
         pyroscope.configure_experimental_stack_profiler(
             max_nframe=MAX_FRAMES,
@@ -459,7 +457,7 @@ class _Agent:
             self._stop_receiver()
 
     def _stop_receiver(self) -> None:
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()

@@ -74,6 +74,7 @@ from typing import Any
 import yappi
 
 import wsgiprof
+from wsgiprof.background import start_daemon
 from wsgiprof.engines.base import CallGraphSink, Capture, WindowFacts
 from wsgiprof.flusher import Wait, wait_on_event
 from wsgiprof.model import (
@@ -398,9 +399,7 @@ class YappiEngine:
                 return
             if self._started_at is None:
                 self._started_at = self._clock()
-            thread = threading.Thread(target=self._run, name="wsgiprof-yappi", daemon=True)
-            self._thread = thread
-            thread.start()
+            self._thread = start_daemon(self._run, "wsgiprof-yappi")
 
     def _run(self) -> None:
         stop, wait = self._stop_event, self._wait
