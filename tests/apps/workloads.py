@@ -80,15 +80,17 @@ def serve(app: Any, paths: list[str], *, threads: int, rounds: int) -> None:
 
 
 def summary(middleware: ProfilerMiddleware) -> dict[str, Any]:
-    """Per endpoint (JSON-ready): measured CPU and wall, requests, CPU of the stacks in all and
-    by function, off-CPU wall, and the files of the stacks' frames."""
+    """Per endpoint (JSON-ready): measured CPU and wall, requests, CPU and samples of the stacks
+    in all and by function, off-CPU wall, and the files of the stacks' frames."""
     out: dict[str, Any] = {}
     for name, profile in middleware.read().endpoints.items():
         functions: dict[str, float] = {}
+        function_samples: dict[str, int] = {}
         files: set[str] = set()
         for stack, weight in profile.stacks.items():
             for function in {frame.function for frame in stack}:
                 functions[function] = functions.get(function, 0.0) + weight.cpu
+                function_samples[function] = function_samples.get(function, 0) + weight.samples
             files.update(frame.file for frame in stack)
         off_cpu = profile.stacks.get((NOT_ON_CPU,))
         out[name] = {
@@ -96,6 +98,8 @@ def summary(middleware: ProfilerMiddleware) -> dict[str, Any]:
             "wall": profile.wall,
             "sampled": profile.sampled,
             "stack_cpu": sum(weight.cpu for weight in profile.stacks.values()),
+            "samples": sum(weight.samples for weight in profile.stacks.values()),
+            "function_samples": function_samples,
             "off_cpu_wall": off_cpu.wall if off_cpu else None,
             "functions": functions,
             "files": sorted(files),
@@ -159,13 +163,12 @@ def split_truth(url: str) -> dict[str, float]:
 
 
 def share_of_first(
-    first: float, second: float, truth: dict[str, float], interval: float
+    first: float, second: float, truth: dict[str, float], samples: float
 ) -> tuple[float, float, float]:
     """The profile's share of ``first``, the true share, and 4 binomial standard deviations for
-    one sample every ``interval`` of CPU."""
+    ``samples`` samples in the two."""
     true_share = truth["first"] / (truth["first"] + truth["second"])
     share = first / (first + second)
-    samples = (truth["first"] + truth["second"]) / interval
     bound = 4 * math.sqrt(true_share * (1 - true_share) / samples)
     print(f"first {share:.3f} against {true_share:.3f} (4 sd {bound:.3f})")
     return share, true_share, bound
